@@ -1,0 +1,222 @@
+//! Weight files as the real checkpoints ship them: `model.safetensors`, sharded safetensors
+//! with `model.safetensors.index.json`, a single `pytorch_model.bin` (torch zip pickle) or
+//! sharded `.bin` files with `pytorch_model.bin.index.json`.
+//!
+//! [`Checkpoint`] is a lazy [`SimpleBackend`] for candle's `VarBuilder`: a tensor is read only
+//! when a module asks for it, its shape is checked against what the config implies before any
+//! data is read, and it is converted to the requested dtype and device on the way in.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::pickle::PthTensors;
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+
+use crate::error::{Error, Result};
+
+enum Shard {
+    Safetensors(MmapedSafetensors),
+    Pth(PthTensors),
+}
+
+/// Where a tensor lives and what the file says about it.
+struct Entry {
+    shard: usize,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+pub struct Checkpoint {
+    files: Vec<PathBuf>,
+    shards: Vec<Shard>,
+    entries: HashMap<String, Entry>,
+}
+
+/// The weight layouts we look for, in order of preference.
+const LAYOUTS: [&str; 4] = [
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+];
+
+impl Checkpoint {
+    /// Find and open the weights of a checkpoint folder.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        for name in LAYOUTS {
+            let path = dir.join(name);
+            if path.is_file() {
+                return Self::open(&path);
+            }
+        }
+        Err(Error::not_found(
+            format!("model weights (one of {})", LAYOUTS.join(", ")),
+            dir,
+        ))
+    }
+
+    /// Open one weight file or an `*.index.json` that lists shards.
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let files = if name.ends_with(".index.json") {
+            shard_files(path)?
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut shards = Vec::with_capacity(files.len());
+        let mut entries = HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            if !file.is_file() {
+                return Err(Error::not_found("weight file", file));
+            }
+            let shard = open_shard(file)?;
+            match &shard {
+                Shard::Safetensors(st) => {
+                    for (key, view) in st.tensors() {
+                        let dtype = DType::try_from(view.dtype()).map_err(|e| {
+                            Error::Weights(format!("{}: tensor `{key}` has an unsupported dtype: {e}", file.display()))
+                        })?;
+                        entries.insert(key, Entry { shard: i, shape: view.shape().to_vec(), dtype });
+                    }
+                }
+                Shard::Pth(pth) => {
+                    for (key, info) in pth.tensor_infos() {
+                        let entry = Entry { shard: i, shape: info.layout.dims().to_vec(), dtype: info.dtype };
+                        entries.insert(key.clone(), entry);
+                    }
+                }
+            }
+            shards.push(shard);
+        }
+        if entries.is_empty() {
+            return Err(Error::Weights(format!("{}: no tensors found", path.display())));
+        }
+        Ok(Self { files, shards, entries })
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|k| k.as_str())
+    }
+
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// A `VarBuilder` over this checkpoint.
+    pub fn var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), dtype, device.clone())
+    }
+
+    fn describe_files(&self) -> String {
+        match self.files.as_slice() {
+            [one] => one.display().to_string(),
+            many => format!("{} shards in {}", many.len(), many[0].parent().unwrap_or(Path::new("")).display()),
+        }
+    }
+
+    fn load(&self, name: &str) -> candle_core::Result<Tensor> {
+        let entry = self.entries.get(name).ok_or_else(|| {
+            candle_core::Error::Msg(format!("missing tensor `{name}` in {}", self.describe_files()))
+        })?;
+        let file = &self.files[entry.shard];
+        let loaded = match &self.shards[entry.shard] {
+            Shard::Safetensors(st) => st.load(name, &Device::Cpu),
+            Shard::Pth(pth) => pth.get(name).and_then(|t| {
+                t.ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` vanished from {}", file.display())))
+            }),
+        };
+        loaded.map_err(|e| candle_core::Error::Msg(format!("cannot read tensor `{name}` from {}: {e}", file.display())))
+    }
+}
+
+impl SimpleBackend for Checkpoint {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if let Some(entry) = self.entries.get(name) {
+            if entry.shape != s.dims() {
+                candle_core::bail!(
+                    "tensor `{name}` has shape {:?} in {} but the config implies {:?}",
+                    entry.shape,
+                    self.files[entry.shard].display(),
+                    s.dims()
+                );
+            }
+        }
+        self.get_unchecked(name, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let entry_dtype = self.entries.get(name).map(|e| e.dtype);
+        if let Some(src) = entry_dtype {
+            if !matches!(src, DType::F32 | DType::F16 | DType::BF16 | DType::F64) && dtype.is_float() {
+                candle_core::bail!("tensor `{name}` is stored as {src:?}, expected a floating point tensor");
+            }
+        }
+        self.load(name)?.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+}
+
+fn open_shard(file: &Path) -> Result<Shard> {
+    let is_safetensors = file.extension().is_some_and(|e| e == "safetensors");
+    let wrap = |e: candle_core::Error| Error::Weights(format!("cannot read weight file {}: {}", file.display(), root_message(&e)));
+    if is_safetensors {
+        // SAFETY: the file is mapped read-only; like every mmap-based loader (safetensors,
+        // candle) we rely on the file not being truncated while the model is loading.
+        let st = unsafe { MmapedSafetensors::new(file) }.map_err(wrap)?;
+        Ok(Shard::Safetensors(st))
+    } else {
+        let pth = PthTensors::new(file, None).map_err(wrap)?;
+        Ok(Shard::Pth(pth))
+    }
+}
+
+/// The candle error message without the backtrace/context wrapping.
+fn root_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithPath { inner, .. } => root_message(inner),
+        candle_core::Error::Context { inner, .. } => root_message(inner),
+        other => other.to_string(),
+    }
+}
+
+/// The shard files named by an HF `*.index.json` (`{"weight_map": {key: file}}`).
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let idx: Index = super::config::read_json(index)?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let names: BTreeSet<&String> = idx.weight_map.values().collect();
+    if names.is_empty() {
+        return Err(Error::config(index, "weight_map is empty"));
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            let p = Path::new(n);
+            if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                Err(Error::config(index, format!("shard name {n:?} must be a file name inside the checkpoint folder")))
+            } else {
+                Ok(dir.join(p))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,309 @@
+//! Janus / Janus-Pro (`MultiModalityCausalLM`): SigLIP + aligner for understanding, the LLM,
+//! and the chat/preprocessing state that belongs to one checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+
+use super::llama::Llama;
+use super::projector::MlpProjector;
+use super::siglip::SiglipVisionTower;
+use crate::error::{Error, Result};
+use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
+use crate::loading::{Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig};
+use crate::preprocess::chat::expand_image_tokens;
+use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// `None`: f32 on CPU, bf16 on CUDA.
+    pub dtype: Option<DType>,
+    /// `None`: `<|User|>`/`<|Assistant|>` when the tokenizer has those tokens (Janus-Pro),
+    /// otherwise plain `User`/`Assistant` (Janus-1.3B).
+    pub template: Option<ChatTemplate>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { device: Device::Cpu, dtype: None, template: None }
+    }
+}
+
+pub struct JanusPro {
+    pub config: JanusConfig,
+    pub tokenizer: JanusTokenizer,
+    pub image_processor: ImageProcessor,
+    pub template: ChatTemplate,
+    /// Image tokens per image in a prompt: (image_size / patch_size)².
+    pub num_image_tokens: usize,
+    vision: SiglipVisionTower,
+    aligner: MlpProjector,
+    llm: Llama,
+    device: Device,
+    dtype: DType,
+    dir: PathBuf,
+    weight_files: Vec<PathBuf>,
+}
+
+fn weights_err(e: candle_core::Error) -> Error {
+    fn root(e: &candle_core::Error) -> String {
+        match e {
+            candle_core::Error::WithPath { inner, .. } | candle_core::Error::Context { inner, .. } => root(inner),
+            candle_core::Error::WithBacktrace { inner, .. } => root(inner),
+            other => other.to_string(),
+        }
+    }
+    Error::Weights(root(&e))
+}
+
+impl JanusPro {
+    /// Load a checkpoint folder in the official deepseek-ai layout.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let files = CheckpointFiles::in_dir(dir)?;
+        let config = JanusConfig::from_file(&files.config)?;
+        let image_cfg = if files.preprocessor_config.is_file() {
+            ImageProcessorConfig::from_file(&files.preprocessor_config)?
+        } else {
+            let mut cfg: ImageProcessorConfig = serde_json::from_str("{}").map_err(|e| Error::config(&files.preprocessor_config, e.to_string()))?;
+            cfg.image_size = config.vision.image_size;
+            cfg
+        };
+        if image_cfg.image_size != config.vision.image_size {
+            return Err(Error::config(
+                &files.preprocessor_config,
+                format!(
+                    "image_size {} differs from the vision tower's image_size {} in config.json",
+                    image_cfg.image_size, config.vision.image_size
+                ),
+            ));
+        }
+        let proc_cfg = if files.processor_config.is_file() {
+            ProcessorConfig::from_file(&files.processor_config)?
+        } else {
+            ProcessorConfig::default()
+        };
+        let num_image_tokens = config.vision.num_patches();
+        if let Some(n) = proc_cfg.num_image_tokens {
+            if n != num_image_tokens {
+                return Err(Error::config(
+                    &files.processor_config,
+                    format!("num_image_tokens {n} differs from (image_size / patch_size)² = {num_image_tokens}"),
+                ));
+            }
+        }
+        let tokenizer = JanusTokenizer::from_file(&files.tokenizer, &proc_cfg)?;
+        let vocab = config.language.vocab_size;
+        let s = tokenizer.special;
+        for (name, id) in [("BOS", s.bos), ("EOS", s.eos), ("pad", s.pad), ("image", s.image), ("begin_of_image", s.begin_of_image), ("end_of_image", s.end_of_image)] {
+            if id as usize >= vocab {
+                return Err(Error::Tokenizer(format!(
+                    "{name} token id {id} is outside the LLM vocabulary of {vocab} (language_config.vocab_size)"
+                )));
+            }
+        }
+        let template = match &opts.template {
+            Some(t) => t.clone(),
+            None if tokenizer.token_to_id("<|User|>").is_some() => ChatTemplate::janus_pro(),
+            None => ChatTemplate::plain(),
+        };
+
+        let device = opts.device.clone();
+        let dtype = opts.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::BF16 });
+        let checkpoint = Checkpoint::open_dir(dir)?;
+        let weight_files = checkpoint.files().to_vec();
+        let vb = checkpoint.var_builder(dtype, &device);
+        let (vision, aligner, llm) = Self::build_modules(&config, &vb).map_err(weights_err)?;
+        Ok(Self {
+            config,
+            tokenizer,
+            image_processor: ImageProcessor::new(&image_cfg),
+            template,
+            num_image_tokens,
+            vision,
+            aligner,
+            llm,
+            device,
+            dtype,
+            dir: dir.to_path_buf(),
+            weight_files,
+        })
+    }
+
+    fn build_modules(cfg: &JanusConfig, vb: &VarBuilder) -> candle_core::Result<(SiglipVisionTower, MlpProjector, Llama)> {
+        let vision = SiglipVisionTower::new(&cfg.vision, vb.pp("vision_model.vision_tower"))?;
+        let a = &cfg.aligner;
+        let aligner = MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("aligner"))?;
+        let llm = Llama::new(&cfg.language, vb.pp("language_model"))?;
+        Ok((vision, aligner, llm))
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn weight_files(&self) -> &[PathBuf] {
+        &self.weight_files
+    }
+    pub fn llm(&self) -> &Llama {
+        &self.llm
+    }
+
+    /// Token ids of a conversation rendered with the SFT template, with every image
+    /// placeholder expanded. Returns the ids and the number of images the prompt refers to.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
+        let ids = self.tokenizer.encode_with_bos(prompt)?;
+        let s = self.tokenizer.special;
+        Ok(expand_image_tokens(&ids, s.image, s.begin_of_image, s.end_of_image, self.num_image_tokens))
+    }
+
+    pub fn render_prompt(&self, system_prompt: &str, messages: &[Message]) -> String {
+        self.template.render_for_reply(system_prompt, messages)
+    }
+
+    /// Preprocessed pixel values (n, 3, S, S) in the model dtype, on the model device.
+    pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let s = self.image_processor.image_size;
+        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
+        for img in images {
+            data.extend(self.image_processor.preprocess(img)?);
+        }
+        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?.to_dtype(self.dtype)?)
+    }
+
+    fn check_pixels(&self, pixel_values: &Tensor) -> Result<()> {
+        let s = self.image_processor.image_size;
+        match pixel_values.dims() {
+            [_, 3, h, w] if *h == s && *w == s => Ok(()),
+            other => Err(Error::input(format!("pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"))),
+        }
+    }
+
+    /// SigLIP output (n, tokens, width): all blocks and the final LayerNorm.
+    pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.check_pixels(pixel_values)?;
+        Ok(self.vision.forward(&pixel_values.to_dtype(self.dtype)?)?)
+    }
+
+    /// The understanding aligner applied to SigLIP features: (…, width) → (…, hidden).
+    pub fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
+        let width = self.config.vision.width;
+        if features.dims().last() != Some(&width) {
+            return Err(Error::input(format!("image features must end in dimension {width}, got {:?}", features.dims())));
+        }
+        Ok(self.aligner.forward(&features.to_dtype(self.dtype)?)?)
+    }
+
+    /// Image embeddings (n, tokens, hidden) for the LLM: SigLIP then the aligner.
+    pub fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.align_image_features(&self.vision_features(pixel_values)?)
+    }
+
+    /// Input embeddings (1, T, hidden): token embeddings with the image-placeholder positions
+    /// replaced, in order, by the rows of `image_embeds` (n, tokens, hidden).
+    pub fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
+        let vocab = self.config.language.vocab_size;
+        if ids.is_empty() {
+            return Err(Error::input("the prompt has no tokens"));
+        }
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        let id_tensor = Tensor::new(ids, &self.device)?;
+        let text = self.llm.embed(&id_tensor)?; // (T, H)
+        let image = self.tokenizer.special.image;
+        let slots = ids.iter().filter(|&&t| t == image).count();
+        let rows = match image_embeds {
+            Some(e) => {
+                let (n, tokens, h) = e.dims3()?;
+                if h != self.config.language.hidden_size {
+                    return Err(Error::input(format!("image embeddings have width {h}, expected {}", self.config.language.hidden_size)));
+                }
+                n * tokens
+            }
+            None => 0,
+        };
+        if slots != rows {
+            return Err(Error::input(format!(
+                "the prompt has {slots} image-token positions ({} images) but {rows} image embedding rows were given ({} images)",
+                slots / self.num_image_tokens.max(1),
+                rows / self.num_image_tokens.max(1)
+            )));
+        }
+        let embeds = match image_embeds {
+            Some(e) if rows > 0 => {
+                // Gather from [text rows; image rows]: position i takes text row i, or the next
+                // image row when it holds the image placeholder.
+                let table = Tensor::cat(&[&text, &e.flatten_to(1)?.to_dtype(text.dtype())?], 0)?;
+                let mut next = ids.len() as u32;
+                let index: Vec<u32> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| if t == image { next += 1; next - 1 } else { i as u32 })
+                    .collect();
+                table.index_select(&Tensor::new(index.as_slice(), &self.device)?, 0)?
+            }
+            _ => text,
+        };
+        Ok(embeds.unsqueeze(0)?)
+    }
+
+    /// The LLM on input embeddings (b, T, hidden) from position 0: final-norm hidden states and
+    /// `lm_head` logits, both (b, T, ·).
+    pub fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (_, t, h) = inputs_embeds.dims3()?;
+        if h != self.config.language.hidden_size {
+            return Err(Error::input(format!("inputs_embeds width {h} differs from the hidden size {}", self.config.language.hidden_size)));
+        }
+        crate::generation::text::new_token_budget(&self.llm, t.saturating_sub(1), 0)?;
+        let mut cache = self.llm.new_cache(t);
+        let hidden = self.llm.forward_embeds(&inputs_embeds.to_dtype(self.dtype)?, &mut cache, None)?;
+        let logits = self.llm.logits(&hidden)?;
+        Ok((hidden, logits))
+    }
+
+    /// Answer the last user turn of `messages` about `images` (one per `<image_placeholder>`,
+    /// in order). Returns the new token ids (EOS included if reached).
+    pub fn generate_reply_ids(
+        &self,
+        prompt: &str,
+        images: &[RgbImage],
+        params: &TextGenerationParams,
+        on_token: &mut OnToken,
+    ) -> Result<Vec<u32>> {
+        let (ids, n_placeholders) = self.prompt_ids(prompt)?;
+        if n_placeholders != images.len() {
+            return Err(Error::input(format!(
+                "the conversation has {n_placeholders} <image_placeholder> tags but {} images were given",
+                images.len()
+            )));
+        }
+        crate::generation::text::new_token_budget(&self.llm, ids.len(), params.max_new_tokens)?;
+        let image_embeds = if images.is_empty() { None } else { Some(self.image_embeddings(&self.pixel_values(images)?)?) };
+        let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
+        generate_text(&self.llm, &embeds, params, on_token)
+    }
+
+    /// Total number of parameters (elements) in the loaded modules.
+    pub fn num_parameters(&self) -> usize {
+        let c = &self.config;
+        let l = &c.language;
+        let (h, i, v) = (l.hidden_size, l.intermediate_size, l.vocab_size);
+        let kv = l.num_kv_heads() * l.head_dim();
+        let layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h;
+        let llm = v * h * if l.tie_word_embeddings { 1 } else { 2 } + l.num_hidden_layers * layer + h;
+        let vc = &c.vision;
+        let w = vc.width;
+        let block = 4 * w + (3 * w * w + 3 * w) + (w * w + w) + (vc.mlp_dim * w + vc.mlp_dim) + (w * vc.mlp_dim + w);
+        let vision = 3 * w * vc.patch_size * vc.patch_size + w + vc.num_patches() * w + vc.layers * block + 2 * w;
+        let a = &c.aligner;
+        let aligner = a.input_dim * a.n_embed + a.n_embed + (a.depth - 1) * (a.n_embed * a.n_embed + a.n_embed);
+        llm + vision + aligner
+    }
+}

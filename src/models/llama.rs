@@ -1,0 +1,259 @@
+//! The LLaMA-architecture LLM of the Janus family (`language_model.*`, HF `LlamaForCausalLM`
+//! layout): RMSNorm, rotate-half RoPE, SiLU-gated MLP, untied `lm_head`, and a pre-allocated
+//! KV cache. It takes input embeddings, so image features can be spliced in, and returns the
+//! final-norm hidden states; `lm_head` (text) and `gen_head` (image tokens) are applied by
+//! the caller.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::loading::LlamaConfig;
+
+/// Per-layer key/value cache, allocated once for the whole request and written in place.
+pub struct KvCache {
+    layers: Vec<candle_nn::kv_cache::KvCache>,
+    capacity: usize,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize, capacity: usize) -> Self {
+        // dim 2 of (batch, kv_heads, seq, head_dim) is the sequence axis.
+        let layers = (0..num_layers).map(|_| candle_nn::kv_cache::KvCache::new(2, capacity)).collect();
+        Self { layers, capacity }
+    }
+
+    /// Number of positions already in the cache (the position of the next token).
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.k_cache().current_seq_len())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// RoPE tables for every position, computed once.
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &LlamaConfig, dtype: DType, dev: &Device) -> Result<Self> {
+        let dim = cfg.head_dim();
+        // As transformers computes them: inv_freq = 1 / theta^(2i/dim) and angles in f32.
+        let inv_freq: Vec<f32> = (0..dim / 2)
+            .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / dim as f32))
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, dim / 2), dev)?;
+        let positions = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.max_position_embeddings, 1))?;
+        let freqs = positions.matmul(&inv_freq)?;
+        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        Ok(Self {
+            q_proj: linear_no_bias(h, cfg.num_attention_heads * hd, vb.pp("q_proj"))?,
+            k_proj: linear_no_bias(h, cfg.num_kv_heads() * hd, vb.pp("k_proj"))?,
+            v_proj: linear_no_bias(h, cfg.num_kv_heads() * hd, vb.pp("v_proj"))?,
+            o_proj: linear_no_bias(cfg.num_attention_heads * hd, h, vb.pp("o_proj"))?,
+            num_heads: cfg.num_attention_heads,
+            num_kv_heads: cfg.num_kv_heads(),
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: (&Tensor, &Tensor),
+        cache: &mut candle_nn::kv_cache::KvCache,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = split(self.q_proj.forward(x)?, self.num_heads)?;
+        let k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
+        let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let (cos, sin) = rotary;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let (k, v) = cache.append(&k, &v)?;
+        let (k, v) = if self.num_kv_heads == self.num_heads {
+            (k, v)
+        } else {
+            let rep = self.num_heads / self.num_kv_heads;
+            (repeat_kv(&k, rep)?, repeat_kv(&v, rep)?)
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        // Softmax in f32 whatever the activation dtype, as the reference's eager attention.
+        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?.expand((b, h, rep, t, d))?.reshape((b, h * rep, t, d))
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = (self.gate_proj.forward(x)?.silu()? * self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: (&Tensor, &Tensor),
+        cache: &mut candle_nn::kv_cache::KvCache,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rotary, cache, mask)?)?;
+        &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?
+    }
+}
+
+pub struct Llama {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: Rotary,
+    cfg: LlamaConfig,
+}
+
+impl Llama {
+    /// `vb` points at `language_model` (so keys are `model.layers.N...` and `lm_head.weight`).
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let m = vb.pp("model");
+        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let rotary = Rotary::new(cfg, vb.dtype(), vb.device())?;
+        Ok(Self { embed_tokens, layers, norm, lm_head, rotary, cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(self.layers.len(), capacity)
+    }
+
+    /// Token embeddings of `ids` (any shape of u32 ids, all `< vocab_size`).
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    /// Run `x` (b, t, hidden) at positions `cache.seq_len()..+t`, appending to the cache.
+    /// `mask`, if given, is an additive bias broadcastable to (b, heads, t, past + t) applied
+    /// on top of the causal mask. Returns the final-norm hidden states (b, t, hidden).
+    pub fn forward_embeds(&self, x: &Tensor, cache: &mut KvCache, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (_, t, _) = x.dims3()?;
+        let past = cache.seq_len();
+        if past + t > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {} positions exceeds max_position_embeddings {}",
+                past + t,
+                self.cfg.max_position_embeddings
+            );
+        }
+        let cos = self.rotary.cos.narrow(0, past, t)?;
+        let sin = self.rotary.sin.narrow(0, past, t)?;
+        let causal = if t > 1 { Some(causal_mask(t, past, x.dtype(), x.device())?) } else { None };
+        let mask = match (causal, mask) {
+            (Some(c), Some(m)) => Some(m.broadcast_add(&c)?),
+            (Some(c), None) => Some(c),
+            (None, m) => m.cloned(),
+        };
+        let mut h = x.clone();
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            h = layer.forward(&h, (&cos, &sin), layer_cache, mask.as_ref())?;
+        }
+        self.norm.forward(&h)
+    }
+
+    /// `lm_head` logits (…, vocab) of final-norm hidden states.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+
+    /// Logits of the last position of each row, as f32 (b, vocab).
+    pub fn last_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let t = hidden.dim(1)?;
+        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?.to_dtype(DType::F32)
+    }
+}
+
+/// Additive causal mask (t, past + t): 0 where key position ≤ query position, −∞ elsewhere.
+fn causal_mask(t: usize, past: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let total = past + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, total), dev)?.to_dtype(dtype)
+}
+

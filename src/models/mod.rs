@@ -1,0 +1,7 @@
+//! Model definitions: encoders, the LLM, and the assembled Janus-Pro model.
+pub mod janus_pro;
+pub mod llama;
+pub mod projector;
+pub mod siglip;
+
+pub use janus_pro::{JanusPro, LoadOptions};

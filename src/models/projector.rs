@@ -1,0 +1,32 @@
+//! The Janus projectors (`aligner`, `gen_aligner`).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+/// `MlpProjector` with `projector_type="mlp_gelu"`: Linear, then (GELU, Linear) × (depth − 1).
+/// Keys `layers.0`, `layers.2`, ... (the GELUs at odd indices have no parameters).
+pub struct MlpProjector {
+    layers: Vec<Linear>,
+}
+
+impl MlpProjector {
+    pub fn new(input_dim: usize, n_embed: usize, depth: usize, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("layers");
+        let mut layers = vec![linear(input_dim, n_embed, vb.pp("0"))?];
+        for i in 1..depth {
+            layers.push(linear(n_embed, n_embed, vb.pp(2 * i))?);
+        }
+        Ok(Self { layers })
+    }
+}
+
+impl Module for MlpProjector {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.layers[0].forward(x)?;
+        for layer in &self.layers[1..] {
+            x = layer.forward(&x.gelu_erf()?)?;
+        }
+        Ok(x)
+    }
+}
+
