@@ -1,0 +1,232 @@
+//! `JanusProModel`: the native half of `janus_rs.JanusPro`.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use candle_core::Tensor;
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::{numpy_to_vec, tensor_to_numpy, to_py_err, vec_to_numpy, without_gil};
+use crate::device::{device_name, dtype_name, parse_device, parse_dtype};
+use crate::error::{Error, Result};
+use crate::generation::{SamplingConfig, TextGenerationParams};
+use crate::preprocess::{ChatTemplate, Message, RgbImage, Role};
+use crate::{JanusPro, LoadOptions};
+
+fn rgb_from_numpy(a: &PyReadonlyArrayDyn<u8>) -> Result<RgbImage> {
+    let (data, shape) = numpy_to_vec(a);
+    match shape.as_slice() {
+        [h, w, 3] => RgbImage::new(*w as u32, *h as u32, data),
+        other => Err(Error::Image(format!("expected an HxWx3 uint8 array, got shape {other:?}"))),
+    }
+}
+
+/// Decode encoded image bytes (PNG, JPEG, WebP, GIF, BMP, TIFF) to an HxWx3 uint8 array.
+#[pyfunction]
+pub fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    let bytes = data.to_vec();
+    let img = without_gil(py, move || RgbImage::decode(&bytes))?;
+    vec_to_numpy(py, img.data, &[img.height as usize, img.width as usize, 3])
+}
+
+#[pyclass(frozen, name = "JanusProModel", module = "janus_rs._native")]
+pub struct JanusProModel {
+    inner: JanusPro,
+}
+
+impl JanusProModel {
+    fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_vec(data, shape, self.inner.device())?)
+    }
+}
+
+#[pymethods]
+impl JanusProModel {
+    /// Load a checkpoint folder (official deepseek-ai layout).
+    #[staticmethod]
+    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None))]
+    fn load(py: Python<'_>, path: PathBuf, device: &str, dtype: Option<&str>, roles: Option<(String, String)>) -> PyResult<Self> {
+        let device = parse_device(device).map_err(to_py_err)?;
+        let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
+        let template = roles.map(|(user, assistant)| ChatTemplate { user, assistant });
+        let opts = LoadOptions { device, dtype: Some(dtype), template };
+        let inner = without_gil(py, move || JanusPro::load(&path, &opts))?;
+        Ok(Self { inner })
+    }
+
+    /// Facts about the loaded model, as a dict.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = &self.inner;
+        let c = &m.config;
+        let d = PyDict::new(py);
+        d.set_item("path", m.dir())?;
+        d.set_item("weight_files", m.weight_files().to_vec())?;
+        d.set_item("device", device_name(m.device()))?;
+        d.set_item("dtype", dtype_name(m.dtype()))?;
+        d.set_item("num_parameters", m.num_parameters())?;
+        d.set_item("hidden_size", c.language.hidden_size)?;
+        d.set_item("num_layers", c.language.num_hidden_layers)?;
+        d.set_item("vocab_size", c.language.vocab_size)?;
+        d.set_item("context_length", c.language.max_position_embeddings)?;
+        d.set_item("image_size", c.vision.image_size)?;
+        d.set_item("num_image_tokens", m.num_image_tokens)?;
+        d.set_item("vision_width", c.vision.width)?;
+        d.set_item("vision_layers", c.vision.layers)?;
+        d.set_item("roles", (m.template.user.clone(), m.template.assistant.clone()))?;
+        let s = m.tokenizer.special;
+        let ids = PyDict::new(py);
+        for (k, v) in [("bos", s.bos), ("eos", s.eos), ("pad", s.pad), ("image", s.image), ("begin_of_image", s.begin_of_image), ("end_of_image", s.end_of_image)] {
+            ids.set_item(k, v)?;
+        }
+        d.set_item("special_token_ids", ids)?;
+        Ok(d)
+    }
+
+    /// The SFT prompt for `messages` (list of (role, content)), ending with an assistant turn.
+    fn render_prompt(&self, messages: Vec<(String, String)>, system_prompt: &str) -> PyResult<String> {
+        let msgs = messages
+            .into_iter()
+            .map(|(role, content)| Ok(Message { role: Role::parse(&role)?, content }))
+            .collect::<Result<Vec<_>>>()
+            .map_err(to_py_err)?;
+        Ok(self.inner.render_prompt(system_prompt, &msgs))
+    }
+
+    /// Token ids of a rendered prompt (BOS first, image placeholders expanded) and the number
+    /// of images it refers to.
+    fn prompt_ids(&self, prompt: &str) -> PyResult<(Vec<u32>, usize)> {
+        self.inner.prompt_ids(prompt).map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (text, add_bos=false))]
+    fn encode(&self, text: &str, add_bos: bool) -> PyResult<Vec<u32>> {
+        let t = &self.inner.tokenizer;
+        if add_bos { t.encode_with_bos(text) } else { t.encode_plain(text) }.map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (ids, skip_special_tokens=true))]
+    fn decode(&self, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
+        self.inner.tokenizer.decode(&ids, skip_special_tokens).map_err(to_py_err)
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.tokenizer.token_to_id(token)
+    }
+
+    /// The resize step alone (long side to image_size, bicubic), before padding.
+    fn resize_image<'py>(&self, py: Python<'py>, image: PyReadonlyArrayDyn<u8>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        let img = rgb_from_numpy(&image).map_err(to_py_err)?;
+        let out = without_gil(py, || self.inner.image_processor.resize(&img))?;
+        vec_to_numpy(py, out.data, &[out.height as usize, out.width as usize, 3])
+    }
+
+    /// Pixel values (n, 3, S, S) float32 of a list of HxWx3 uint8 images.
+    fn preprocess_images<'py>(&self, py: Python<'py>, images: Vec<PyReadonlyArrayDyn<u8>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let imgs = images.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>().map_err(to_py_err)?;
+        let s = self.inner.image_processor.image_size;
+        let data = without_gil(py, || {
+            let mut out = Vec::with_capacity(imgs.len() * 3 * s * s);
+            for img in &imgs {
+                out.extend(self.inner.image_processor.preprocess(img)?);
+            }
+            Ok(out)
+        })?;
+        vec_to_numpy(py, data, &[imgs.len(), 3, s, s])
+    }
+
+    /// SigLIP output (n, tokens, width) for pixel values (n, 3, S, S).
+    fn vision_features<'py>(&self, py: Python<'py>, pixel_values: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let (data, shape) = numpy_to_vec(&pixel_values);
+        let out = without_gil(py, || self.inner.vision_features(&self.tensor(data, &shape)?))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// The understanding aligner on SigLIP features.
+    fn align_image_features<'py>(&self, py: Python<'py>, features: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let (data, shape) = numpy_to_vec(&features);
+        let out = without_gil(py, || self.inner.align_image_features(&self.tensor(data, &shape)?))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// Input embeddings (T, hidden) of `ids` with the image positions filled from `pixel_values`.
+    #[pyo3(signature = (ids, pixel_values=None))]
+    fn inputs_embeds<'py>(&self, py: Python<'py>, ids: Vec<u32>, pixel_values: Option<PyReadonlyArrayDyn<f32>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let pixels = pixel_values.map(|p| numpy_to_vec(&p));
+        let out = without_gil(py, || {
+            let image_embeds = match pixels {
+                Some((data, shape)) => Some(self.inner.image_embeddings(&self.tensor(data, &shape)?)?),
+                None => None,
+            };
+            Ok(self.inner.inputs_embeds(&ids, image_embeds.as_ref())?.squeeze(0)?)
+        })?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// The LLM on input embeddings (T, hidden) or (B, T, hidden): (final-norm hidden, logits).
+    fn forward<'py>(&self, py: Python<'py>, inputs_embeds: PyReadonlyArrayDyn<f32>) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArrayDyn<f32>>)> {
+        let (data, shape) = numpy_to_vec(&inputs_embeds);
+        let batched = shape.len() == 3;
+        let (hidden, logits) = without_gil(py, || {
+            let x = match shape.as_slice() {
+                [_, _] | [_, _, _] => self.tensor(data, &shape)?,
+                other => return Err(Error::input(format!("inputs_embeds must be (T, hidden) or (B, T, hidden), got {other:?}"))),
+            };
+            let x = if batched { x } else { x.unsqueeze(0)? };
+            let (h, l) = self.inner.forward(&x)?;
+            Ok(if batched { (h, l) } else { (h.squeeze(0)?, l.squeeze(0)?) })
+        })?;
+        Ok((tensor_to_numpy(py, &hidden)?, tensor_to_numpy(py, &logits)?))
+    }
+
+    /// Generate a reply to a rendered prompt. Returns (new token ids, seed used).
+    /// `on_token(id)` is called after each token; Ctrl-C is checked at every step.
+    #[pyo3(signature = (prompt, images, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed, on_token=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_reply(
+        &self,
+        py: Python<'_>,
+        prompt: &str,
+        images: Vec<PyReadonlyArrayDyn<u8>>,
+        max_new_tokens: usize,
+        do_sample: bool,
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+        repetition_penalty: Option<f64>,
+        seed: Option<u64>,
+        on_token: Option<Py<PyAny>>,
+    ) -> PyResult<(Vec<u32>, u64)> {
+        let imgs = images.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>().map_err(to_py_err)?;
+        let seed = seed.unwrap_or_else(crate::generation::sampler::fresh_seed);
+        let sampling = SamplingConfig { do_sample, temperature, top_k, top_p, repetition_penalty };
+        sampling.validate().map_err(to_py_err)?;
+        let params = TextGenerationParams {
+            max_new_tokens,
+            sampling,
+            seed,
+            stop_tokens: vec![self.inner.tokenizer.special.eos],
+        };
+        let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
+        let result = without_gil(py, || {
+            let mut on_step = |token: u32| -> Result<()> {
+                Python::attach(|py| {
+                    let r = py.check_signals().and_then(|_| match &on_token {
+                        Some(cb) => cb.call1(py, (token,)).map(|_| ()),
+                        None => Ok(()),
+                    });
+                    r.map_err(|e| {
+                        *callback_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        Error::Interrupted
+                    })
+                })
+            };
+            self.inner.generate_reply_ids(prompt, &imgs, &params, &mut on_step)
+        });
+        match result {
+            Ok(ids) => Ok((ids, seed)),
+            Err(e) => Err(callback_error.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(e)),
+        }
+    }
+}

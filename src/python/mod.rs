@@ -1,0 +1,54 @@
+//! The pyo3 layer: conversions, GIL release, errors. Everything user-facing (argument
+//! normalisation, PIL, tqdm, docs) lives in the pure-Python package `janus_rs`.
+
+mod errors;
+mod janus_pro;
+
+use std::panic::AssertUnwindSafe;
+
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn};
+use pyo3::prelude::*;
+
+use crate::error::{Error, Result};
+pub(crate) use errors::to_py_err;
+
+/// Run `f` without the GIL; Rust errors and panics become Python exceptions.
+pub(crate) fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T> + Send) -> PyResult<T> {
+    match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(f))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_py_err(e)),
+        Err(panic) => Err(errors::panic_to_py_err(panic)),
+    }
+}
+
+/// A tensor as a new numpy float32 array (moves the data, no extra copy).
+pub(crate) fn tensor_to_numpy<'py>(py: Python<'py>, t: &candle_core::Tensor) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let dims = t.dims().to_vec();
+    let data = t
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| to_py_err(Error::Candle(e)))?;
+    vec_to_numpy(py, data, &dims)
+}
+
+pub(crate) fn vec_to_numpy<'py, T: numpy::Element>(py: Python<'py>, data: Vec<T>, dims: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
+    let arr = ArrayD::from_shape_vec(IxDyn(dims), data).map_err(|e| to_py_err(Error::input(e.to_string())))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// A numpy array as (row-major data, shape).
+pub(crate) fn numpy_to_vec<T: numpy::Element + Copy>(a: &PyReadonlyArrayDyn<T>) -> (Vec<T>, Vec<usize>) {
+    let view = a.as_array();
+    (view.iter().copied().collect(), view.shape().to_vec())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("cuda_compiled", cfg!(feature = "cuda"))?;
+    m.add_class::<janus_pro::JanusProModel>()?;
+    m.add_function(wrap_pyfunction!(janus_pro::decode_image, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+"""Shared fixtures: the bundled tiny Janus-Pro checkpoint and its reference tensors (made by
+``scripts/make_fixtures.py`` with the transformers port as the oracle)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny-janus-pro"
+REFERENCE = FIXTURES / "tiny-janus-pro-reference"
+VARIANTS = FIXTURES / "weight-variants"
+NON_WEIGHT_FILES = [
+    "config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+
+@pytest.fixture(scope="session")
+def ref() -> dict[str, np.ndarray]:
+    return load_file(str(REFERENCE / "reference.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def ref_json() -> dict:
+    return json.loads((REFERENCE / "reference.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def model():
+    from janus_rs import JanusPro
+
+    return JanusPro.from_pretrained(TINY)
+
+
+def make_checkpoint(dest: Path, weight_files: list[Path], skip: tuple[str, ...] = ()) -> Path:
+    """A checkpoint folder at ``dest`` with the tiny model's configs and the given weights."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in NON_WEIGHT_FILES:
+        if name not in skip:
+            shutil.copy(TINY / name, dest / name)
+    for f in weight_files:
+        shutil.copy(f, dest / f.name)
+    return dest
+
+
+def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max |actual − expected| / max |expected|."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    return float(np.abs(actual.astype(np.float64) - expected).max() / np.abs(expected).max())
