@@ -24,7 +24,7 @@ pub enum Error {
     Tokenizer(String),
 
     /// An image that cannot be decoded or used.
-    #[error("image: {0}")]
+    #[error("{0}")]
     Image(String),
 
     /// A prompt (plus the tokens to generate) that does not fit the model's context.

@@ -70,7 +70,12 @@ impl Checkpoint {
         let mut entries = HashMap::new();
         for (i, file) in files.iter().enumerate() {
             if !file.is_file() {
-                return Err(Error::not_found("weight file", file));
+                let what = if files.len() > 1 || file.as_path() != path {
+                    format!("weight shard listed in {name}")
+                } else {
+                    "weight file".to_string()
+                };
+                return Err(Error::not_found(what, file));
             }
             let shard = open_shard(file)?;
             match &shard {

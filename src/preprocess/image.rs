@@ -2,9 +2,6 @@
 //! `image_size` with PIL-compatible bicubic (antialiased) filtering, pad to a centred square
 //! on the background colour, rescale by 1/255 and normalise with the checkpoint's mean/std.
 
-use fast_image_resize::images::Image as FirImage;
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-
 use crate::error::{Error, Result};
 use crate::loading::ImageProcessorConfig;
 
@@ -71,21 +68,22 @@ impl RgbImage {
         })
     }
 
-    /// PIL `Image.resize((width, height), BICUBIC)`: Keys cubic (a = -0.5) convolution whose
-    /// support widens with the scale factor when shrinking, as PIL (and torchvision on PIL
-    /// images, which the official processor uses) does.
+    /// PIL `Image.resize((width, height), BICUBIC)`, bit for bit (see [`super::resize`]).
     pub fn resize_bicubic(&self, width: u32, height: u32) -> Result<Self> {
+        if width == 0 || height == 0 {
+            return Err(Error::Image(format!("cannot resize to {width}x{height}")));
+        }
         if width == self.width && height == self.height {
             return Ok(self.clone());
         }
-        let src = FirImage::from_vec_u8(self.width, self.height, self.data.clone(), PixelType::U8x3)
-            .map_err(|e| Error::Image(format!("cannot resize: {e}")))?;
-        let mut dst = FirImage::new(width, height, PixelType::U8x3);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-        Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .map_err(|e| Error::Image(format!("cannot resize: {e}")))?;
-        Self::new(width, height, dst.into_vec())
+        let data = super::resize::resize_bicubic_rgb(
+            &self.data,
+            self.width as usize,
+            self.height as usize,
+            width as usize,
+            height as usize,
+        );
+        Self::new(width, height, data)
     }
 }
 

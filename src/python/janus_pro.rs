@@ -61,8 +61,8 @@ impl JanusProModel {
         let m = &self.inner;
         let c = &m.config;
         let d = PyDict::new(py);
-        d.set_item("path", m.dir())?;
-        d.set_item("weight_files", m.weight_files().to_vec())?;
+        d.set_item("path", m.dir().display().to_string())?;
+        d.set_item("weight_files", m.weight_files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>())?;
         d.set_item("device", device_name(m.device()))?;
         d.set_item("dtype", dtype_name(m.dtype()))?;
         d.set_item("num_parameters", m.num_parameters())?;

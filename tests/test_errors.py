@@ -1,0 +1,309 @@
+"""Every bad input gives a Python exception whose class and message name the problem, and the
+model keeps working afterwards."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import janus_rs
+from conftest import REFERENCE, TINY, VARIANTS, make_checkpoint
+from janus_rs import (
+    ConfigError,
+    ContextLengthError,
+    DeviceError,
+    ImageError,
+    InputError,
+    JanusError,
+    JanusPro,
+    NotFoundError,
+    TokenizerError,
+    WeightsError,
+)
+
+INPUT = REFERENCE / "input.png"
+
+
+def edit_safetensors_header(src: Path, dst: Path, edit) -> None:
+    """Copy a safetensors file, letting ``edit`` change its JSON header."""
+    data = src.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    dst.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+
+
+def checkpoint(tmp_path: Path, **kw) -> Path:
+    return make_checkpoint(tmp_path / "ckpt", [VARIANTS / "model.safetensors"], **kw)
+
+
+def edit_config(ckpt: Path, edit) -> None:
+    cfg = json.loads((ckpt / "config.json").read_text())
+    edit(cfg)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.fixture(autouse=True)
+def model_still_works(model):
+    yield
+    assert model.understand(INPUT, "Describe this image.", max_new_tokens=2) is not None
+
+
+# ----------------------------------------------------------------------------- loading
+def test_missing_folder(tmp_path):
+    with pytest.raises(NotFoundError, match="model folder not found: .*nope") as e:
+        JanusPro.from_pretrained(tmp_path / "nope")
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, JanusError)
+
+
+def test_missing_config(tmp_path):
+    ckpt = checkpoint(tmp_path, skip=("config.json",))
+    with pytest.raises(NotFoundError, match="config.json"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_missing_tokenizer(tmp_path):
+    ckpt = checkpoint(tmp_path, skip=("tokenizer.json",))
+    with pytest.raises(NotFoundError, match="tokenizer.json"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_missing_weights(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    with pytest.raises(NotFoundError, match="model weights .*pytorch_model.bin"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_missing_shard(tmp_path):
+    shards = sorted((VARIANTS / "sharded-bin").iterdir())
+    ckpt = make_checkpoint(tmp_path / "ckpt", [s for s in shards if not s.name.startswith("pytorch_model-00002")])
+    with pytest.raises(NotFoundError, match="shard listed in pytorch_model.bin.index.json not found: .*pytorch_model-00002-of-00002.bin"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_config_not_json(tmp_path):
+    ckpt = checkpoint(tmp_path)
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="config.json: not valid JSON"):
+        JanusPro.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c["aligner_config"]["params"].update(projector_type="linear"), "projector_type \"linear\" is not supported"),
+        (lambda c: c["vision_config"]["params"].pop("width"), "unknown SigLIP model_name \"siglip_tiny_patch16_64\""),
+        (lambda c: c["language_config"].update(hidden_act="gelu"), "hidden_act \"gelu\" is not supported"),
+        (lambda c: c["language_config"].update(num_attention_heads=5), "not divisible by num_attention_heads 5"),
+        (lambda c: c.pop("language_config"), "missing field `language_config`"),
+        (lambda c: c["language_config"].update(hidden_size="big"), "invalid type: string \"big\""),
+        (lambda c: c["gen_vision_config"].update(cls="VQ-32"), "cls \"VQ-32\" is not supported"),
+        (lambda c: c.update(model_type="janus"), "transformers-converted layout"),
+    ],
+)
+def test_bad_config_values(tmp_path, edit, message):
+    ckpt = checkpoint(tmp_path)
+    edit_config(ckpt, edit)
+    with pytest.raises(ConfigError, match=message):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_processor_config_disagrees_with_vision_config(tmp_path):
+    ckpt = checkpoint(tmp_path)
+    (ckpt / "processor_config.json").write_text(json.dumps({"num_image_tokens": 576}))
+    with pytest.raises(ConfigError, match="num_image_tokens 576 differs"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_missing_tensor_names_its_key(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    key = "language_model.model.layers.1.mlp.up_proj.weight"
+    edit_safetensors_header(VARIANTS / "model.safetensors", ckpt / "model.safetensors",
+                            lambda h: h.__setitem__(key + ".renamed", h.pop(key)))
+    with pytest.raises(WeightsError, match=f"missing tensor `{key}`"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_misshaped_tensor_names_key_and_shapes(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    key = "aligner.layers.2.weight"
+    edit_safetensors_header(VARIANTS / "model.safetensors", ckpt / "model.safetensors",
+                            lambda h: h[key].update(shape=[32, 128]))
+    with pytest.raises(WeightsError, match=rf"`{key}` has shape \[32, 128\] .* implies \[64, 64\]"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_integer_tensor_where_floats_are_expected(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    key = "language_model.model.norm.weight"
+    edit_safetensors_header(VARIANTS / "model.safetensors", ckpt / "model.safetensors",
+                            lambda h: h[key].update(dtype="I16"))
+    with pytest.raises(WeightsError, match=f"`{key}` is stored as I16"):
+        JanusPro.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])
+def test_truncated_weight_file(tmp_path, name):
+    src = VARIANTS / name if name.endswith("safetensors") else TINY / name
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    (ckpt / name).write_bytes(src.read_bytes()[: 100_000])
+    with pytest.raises(WeightsError, match=f"cannot read weight file .*{name}"):
+        JanusPro.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"garbage that is not a weight file"])
+def test_empty_or_corrupt_weight_file(tmp_path, content):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    (ckpt / "model.safetensors").write_bytes(content)
+    with pytest.raises(WeightsError, match="model.safetensors"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_tokenizer_that_does_not_parse(tmp_path):
+    ckpt = checkpoint(tmp_path)
+    (ckpt / "tokenizer.json").write_text('{"version": "1.0", "model": 42}')
+    with pytest.raises(TokenizerError, match="cannot load .*tokenizer.json"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_tokenizer_without_a_needed_token(tmp_path):
+    ckpt = checkpoint(tmp_path)
+    tok = json.loads((ckpt / "tokenizer.json").read_text(encoding="utf-8"))
+    tok["added_tokens"] = [t for t in tok["added_tokens"] if t["content"] != "<begin_of_image>"]
+    (ckpt / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(TokenizerError, match="has no token \"<begin_of_image>\""):
+        JanusPro.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_build(device):
+    if janus_rs._native.cuda_compiled:
+        pytest.skip("this build has CUDA support")
+    with pytest.raises(DeviceError, match="no CUDA support"):
+        JanusPro.from_pretrained(TINY, device=device)
+
+
+@pytest.mark.parametrize("device,dtype,message", [("tpu", None, "invalid device \"tpu\""), ("cpu", "int8", "unsupported dtype \"int8\"")])
+def test_bad_device_or_dtype(device, dtype, message):
+    with pytest.raises(InputError, match=message):
+        JanusPro.from_pretrained(TINY, device=device, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- images
+@pytest.mark.parametrize(
+    "image,error,message",
+    [
+        (b"", ImageError, "image data is empty"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, ImageError, "cannot decode image"),
+        (b"definitely not an image", ImageError, "unrecognised image format"),
+        (np.zeros((0, 5, 3), np.uint8), ImageError, r"image is empty"),
+        (np.zeros((8, 8, 3), np.float32), ImageError, "dtype uint8, got float32"),
+        (np.zeros((8, 8, 2), np.uint8), ImageError, r"got shape \(8, 8, 2\)"),
+        (np.zeros((2, 8, 8, 3), np.uint8), ImageError, r"got shape \(2, 8, 8, 3\)"),
+        (12345, TypeError, "unsupported image type int"),
+    ],
+)
+def test_bad_images(model, image, error, message):
+    with pytest.raises(error, match=message):
+        model.understand(image, "Describe this image.", max_new_tokens=1)
+
+
+def test_missing_image_file(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        model.understand(tmp_path / "missing.png", "Describe this image.")
+
+
+def test_truncated_png_names_the_file(model, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(INPUT.read_bytes()[:200])
+    with pytest.raises(ImageError, match="broken.png: cannot decode image"):
+        model.understand(bad, "Describe this image.")
+
+
+def test_huge_image_header_is_refused(model):
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+    with pytest.raises(ImageError):
+        model.understand(png + chunk(b"IEND", b""), "Describe this image.")
+
+
+def test_strided_numpy_image_is_accepted(model):
+    arr = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(INPUT).convert("RGB"))
+    flipped = arr[:, ::-1]  # negative strides
+    np.testing.assert_array_equal(model.preprocess(flipped), model.preprocess(np.ascontiguousarray(flipped)))
+
+
+# ----------------------------------------------------------------------------- prompts & parameters
+def test_prompt_longer_than_context(model):
+    with pytest.raises(ContextLengthError, match=r"prompt is \d+ tokens long but the model's context holds 512"):
+        model.understand(None, "hello world " * 400)
+
+
+def test_too_many_images_for_the_context(model):
+    with pytest.raises(ContextLengthError, match="context holds 512"):
+        model.understand([INPUT] * 40, "Describe these images.")
+
+
+def test_image_count_mismatch(model):
+    with pytest.raises(InputError, match="has 2 <image_placeholder> tags but 1 images"):
+        model.chat([{"role": "user", "content": "<image_placeholder><image_placeholder> hi", "images": [INPUT]}])
+    with pytest.raises(InputError, match="2 <image_placeholder> tags but 1 images were given"):
+        model.understand(INPUT, "<image_placeholder> and <image_placeholder>?")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"temperature": -1.0, "do_sample": True}, "temperature must be a finite number >= 0"),
+        ({"temperature": float("nan"), "do_sample": True}, "temperature must be a finite number >= 0"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_k": 0}, "top_k must be an integer >= 1"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty must be a finite number > 0"),
+        ({"max_new_tokens": -1}, "max_new_tokens must be an integer >= 0"),
+        ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 0"),
+        ({"seed": -3}, "seed must be an integer >= 0"),
+    ],
+)
+def test_bad_generation_parameters(model, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        model.understand(INPUT, "Describe this image.", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "messages,message",
+    [
+        ([], "the conversation is empty"),
+        ([{"content": "hi"}], "must be a dict with 'role' and 'content'"),
+        ([{"role": "system", "content": "hi"}], "unknown role \"system\""),
+        ([{"role": "user", "content": 3}], "content must be a string"),
+    ],
+)
+def test_bad_conversations(model, messages, message):
+    with pytest.raises(InputError, match=message):
+        model.chat(messages)
+
+
+def test_bad_arrays_to_low_level_calls(model, ref):
+    with pytest.raises(InputError, match=r"pixel_values must have shape \(n, 3, 64, 64\)"):
+        model.vision_features(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        model.vision_features(np.full((1, 3, 64, 64), np.nan, np.float32))
+    with pytest.raises(InputError, match="token id 9999 is outside the vocabulary of 416"):
+        model.inputs_embeds([1, 9999])
+    with pytest.raises(InputError, match="16 image-token positions .* but 0 image embedding rows"):
+        model.inputs_embeds(ref["und_input_ids"])
+    with pytest.raises(InputError, match="inputs_embeds width 32 differs from the hidden size 64"):
+        model.forward(np.zeros((3, 32), np.float32))
+    with pytest.raises(ContextLengthError):
+        model.forward(np.zeros((600, 64), np.float32))
