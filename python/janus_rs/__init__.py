@@ -23,12 +23,15 @@ from .errors import (
     TokenizerError,
     WeightsError,
 )
-from .janus_pro import DEFAULT_SYSTEM_PROMPT, JanusPro
+from .generation import GenerationResult
+from .janus_pro import DEFAULT_SYSTEM_PROMPT, MAX_IMAGES_PER_CALL, JanusPro
 
 __version__: str = _native.__version__
 
 __all__ = [
     "JanusPro",
+    "GenerationResult",
+    "MAX_IMAGES_PER_CALL",
     "DEFAULT_SYSTEM_PROMPT",
     "JanusError",
     "NotFoundError",

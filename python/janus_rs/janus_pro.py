@@ -9,9 +9,13 @@ import numpy as np
 
 from . import _native
 from .errors import InputError
+from .generation import GenerationResult, Progress, progress_hook
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
 
 IMAGE_TAG = "<image_placeholder>"
+
+MAX_IMAGES_PER_CALL = 64
+"""Default cap on images per :meth:`JanusPro.generate` call (the KV cache grows with it)."""
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful language and vision assistant. You are able to understand the visual content "
@@ -253,6 +257,150 @@ class JanusPro:
         if not turns:
             raise InputError("the conversation is empty")
         return turns, images
+
+    # ------------------------------------------------------------------ text-to-image
+    def generate(
+        self,
+        prompt: str | Sequence[str],
+        *,
+        num_images: int = 1,
+        cfg_weight: float = 5.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        progress: Progress = True,
+        max_images: int = MAX_IMAGES_PER_CALL,
+    ) -> GenerationResult:
+        """Generate images from a text prompt (or a list of prompts, batched together).
+
+        Follows the official loop: the prompt in the SFT format with an empty system prompt and
+        ``<begin_of_image>`` appended; for every image a conditional and an unconditional row;
+        per step ``logits = u + cfg_weight·(c − u)``, softmax at ``temperature``, one draw per
+        image; (image_size/16)² steps; the VQ decoder turns the tokens into pixels.
+
+        Args:
+            prompt: the image description, or a list of them.
+            num_images: images per prompt (the official ``parallel_size``), default 1.
+            cfg_weight: classifier-free guidance weight (official default 5).
+            temperature: sampling temperature (official default 1); 0 takes the argmax.
+            top_k, top_p: optional extra filtering of the guided distribution (off by default,
+                as in the official code).
+            seed: makes the images reproducible in any thread; ``None`` draws a fresh seed,
+                reported as ``result.seed``.
+            progress: ``True`` shows a tqdm bar, ``False`` nothing, a callable gets
+                ``(done, total)`` after each token.
+            max_images: refuse calls asking for more images than this (memory guard).
+
+        Returns:
+            A :class:`GenerationResult` with ``.images`` (PIL), ``.array`` (uint8 ``N×H×W×3``),
+            ``.tokens`` (``N×grid²``) and ``.seed``. Ctrl-C raises ``KeyboardInterrupt`` within one
+            step.
+        """
+        tokens, used_seed, prompts = self._generate_tokens(
+            prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images
+        )
+        array = self.decode_tokens(tokens)
+        return GenerationResult(array, tokens, used_seed, prompts)
+
+    def generate_tokens(
+        self,
+        prompt: str | Sequence[str],
+        *,
+        num_images: int = 1,
+        cfg_weight: float = 5.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        progress: Progress = True,
+        max_images: int = MAX_IMAGES_PER_CALL,
+    ) -> np.ndarray:
+        """Like :meth:`generate` but stops before the VQ decoder: returns the ``(N, grid²)``
+        int64 image tokens (decode them later with :meth:`decode_tokens`)."""
+        tokens, _seed, _prompts = self._generate_tokens(
+            prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images
+        )
+        return tokens
+
+    def _generate_tokens(self, prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images):
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise InputError("prompt must be a string or a non-empty list of strings")
+        _check_int("num_images", num_images, minimum=1)
+        _check_int("max_images", max_images, minimum=1)
+        if top_k is not None:
+            _check_int("top_k", top_k, minimum=1)
+        if seed is not None:
+            _check_int("seed", seed, minimum=0)
+        for name, value in [("cfg_weight", cfg_weight), ("temperature", temperature)]:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise InputError(f"{name} must be a number, got {value!r}")
+        total = self.image_token_grid ** 2
+        on_step, close = progress_hook(progress, total, "janus-rs generate")
+        try:
+            tokens, used_seed = self._native.generate_image_tokens(
+                prompts, num_images, float(cfg_weight), float(temperature), top_k,
+                None if top_p is None else float(top_p), seed, max_images, on_step,
+            )
+        finally:
+            close()
+        per_image = [p for p in prompts for _ in range(num_images)]
+        return tokens.astype(np.int64), used_seed, per_image
+
+    @property
+    def image_token_grid(self) -> int:
+        """Side of the generated token grid (24 for 384-pixel models)."""
+        return self._info["image_token_grid"]
+
+    def _tokens_arg(self, tokens: Any) -> tuple[list[int], int]:
+        arr = np.asarray(tokens)
+        grid2 = self.image_token_grid ** 2
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != grid2 or arr.shape[0] == 0:
+            raise InputError(f"tokens must have shape (n, {grid2}) or ({grid2},), got {np.asarray(tokens).shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"tokens must be integers, got dtype {arr.dtype}")
+        if (arr < 0).any() or (arr >= self._info["image_vocab_size"]).any():
+            raise InputError(
+                f"tokens must be in [0, {self._info['image_vocab_size']}), got values from {arr.min()} to {arr.max()}"
+            )
+        return [int(t) for t in arr.reshape(-1)], arr.shape[0]
+
+    def decode_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """VQ-decode image tokens ``(n, grid²)`` to uint8 images ``(n, H, W, 3)`` with the
+        official ``clip((x + 1) / 2 · 255)`` truncation. Runs in float32 on CPU."""
+        flat, n = self._tokens_arg(tokens)
+        return self._native.decode_image_tokens(flat, n)
+
+    def decode_tokens_float(self, tokens: np.ndarray) -> np.ndarray:
+        """The VQ decoder's float output ``(n, 3, H, W)`` (≈ [−1, 1]) for image tokens."""
+        flat, n = self._tokens_arg(tokens)
+        return self._native.decode_image_tokens_float(flat, n)
+
+    def encode_image(self, image: ImageInput | Sequence[ImageInput]) -> np.ndarray:
+        """Tokenize images with the VQ encoder: each image is resized (bicubic) to
+        ``image_size × image_size``, scaled to [−1, 1], encoded, and quantised to the nearest
+        L2-normalised code. Returns ``(n, grid²)`` int64 tokens; ``decode_tokens`` reconstructs."""
+        pixels = self._native.vq_pixels(to_rgb_arrays(image))
+        return self.encode_pixels(pixels)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """VQ tokens ``(n, grid²)`` of pixel values ``(n, 3, S, S)`` in [−1, 1]."""
+        return self._native.encode_pixels(_f32(pixels, "pixels")).astype(np.int64)
+
+    def generation_prompt_ids(self, prompt: str) -> np.ndarray:
+        """Token ids of the official generation prompt (BOS … ``<begin_of_image>``)."""
+        return np.asarray(self._native.generation_prompt_ids(prompt), dtype=np.int64)
+
+    def image_token_logits(self, hidden: np.ndarray) -> np.ndarray:
+        """``gen_head`` logits of final-norm LLM hidden states ``(..., hidden)``."""
+        return self._native.image_token_logits(_f32(hidden, "hidden"))
+
+    def image_token_embeddings(self, tokens: Sequence[int]) -> np.ndarray:
+        """LLM input embeddings of image tokens (``gen_embed`` → ``gen_aligner``)."""
+        return self._native.image_token_embeddings([int(t) for t in tokens])
 
     # ------------------------------------------------------------------ pipeline stages
     def format_prompt(self, messages: Sequence[tuple[str, str]], *, system_prompt: str | None = None) -> str:

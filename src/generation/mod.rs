@@ -1,6 +1,9 @@
 //! Generation loops and the shared sampler.
+pub mod image;
+pub mod postprocess;
 pub mod sampler;
 pub mod text;
 
 pub use sampler::{Sampler, SamplingConfig};
 pub use text::{generate_text, TextGenerationParams};
+pub use image::{generate_image_tokens, ImageGenerationParams};

@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
+use super::gen_head::ImageTokenHead;
 use super::llama::Llama;
 use super::projector::MlpProjector;
 use super::siglip::SiglipVisionTower;
+use super::vq::VqModel;
 use crate::error::{Error, Result};
+use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
 use crate::loading::{Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig};
 use crate::preprocess::chat::expand_image_tokens;
@@ -41,6 +44,8 @@ pub struct JanusPro {
     vision: SiglipVisionTower,
     aligner: MlpProjector,
     llm: Llama,
+    image_head: ImageTokenHead,
+    vq: VqModel,
     device: Device,
     dtype: DType,
     dir: PathBuf,
@@ -115,6 +120,21 @@ impl JanusPro {
         let weight_files = checkpoint.files().to_vec();
         let vb = checkpoint.var_builder(dtype, &device);
         let (vision, aligner, llm) = Self::build_modules(&config, &vb).map_err(weights_err)?;
+        let image_head = ImageTokenHead::new(&config, &vb).map_err(weights_err)?;
+        // The VQ decoder runs in f32 on CPU whatever the LLM dtype (bf16 convs are slow or
+        // unsupported there); on GPUs it follows the model dtype.
+        let vq_dtype = if device.is_cpu() { DType::F32 } else { dtype };
+        let vq = VqModel::new(&config.gen_vision, vb.pp("gen_vision_model").to_dtype(vq_dtype)).map_err(weights_err)?;
+        if config.vision.image_size % config.gen_vision.downsample() != 0 {
+            return Err(Error::config(
+                &files.config,
+                format!(
+                    "image_size {} is not a multiple of the VQ down-sampling factor {}",
+                    config.vision.image_size,
+                    config.gen_vision.downsample()
+                ),
+            ));
+        }
         Ok(Self {
             config,
             tokenizer,
@@ -124,6 +144,8 @@ impl JanusPro {
             vision,
             aligner,
             llm,
+            image_head,
+            vq,
             device,
             dtype,
             dir: dir.to_path_buf(),
@@ -288,6 +310,142 @@ impl JanusPro {
         let image_embeds = if images.is_empty() { None } else { Some(self.image_embeddings(&self.pixel_values(images)?)?) };
         let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
         generate_text(&self.llm, &embeds, params, on_token)
+    }
+
+
+    /// Side of the generated image-token grid: image_size / VQ down-sampling (24 for 384 px).
+    pub fn image_token_grid(&self) -> usize {
+        self.config.vision.image_size / self.config.gen_vision.downsample()
+    }
+
+    /// Number of distinct image tokens (the VQ codebook / `gen_head` output size).
+    pub fn image_vocab_size(&self) -> usize {
+        self.image_head.vocab_size.min(self.config.gen_vision.codebook_size)
+    }
+
+    /// The official generation prompt: the SFT template with an empty system prompt, then
+    /// `<begin_of_image>`; BOS first.
+    pub fn generation_prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        if prompt.trim().is_empty() {
+            return Err(Error::input("the prompt is empty"));
+        }
+        let text = self.template.render_for_reply(
+            "",
+            &[Message { role: crate::preprocess::Role::User, content: prompt.to_string() }],
+        );
+        let mut ids = self.tokenizer.encode_with_bos(&text)?;
+        ids.push(self.tokenizer.special.begin_of_image);
+        Ok(ids)
+    }
+
+    /// Sample image tokens for each prompt × `params.num_images` (prompt-major).
+    pub fn generate_image_tokens(
+        &self,
+        prompts: &[String],
+        params: &ImageGenerationParams,
+        max_images: usize,
+        on_step: &mut OnStep,
+    ) -> Result<Vec<Vec<u32>>> {
+        if prompts.is_empty() {
+            return Err(Error::input("no prompts given"));
+        }
+        let total = prompts.len().saturating_mul(params.num_images);
+        params.validate(max_images)?;
+        if total > max_images {
+            return Err(Error::input(format!(
+                "{} prompts × {} images = {total} images exceeds the limit of {max_images} per call",
+                prompts.len(),
+                params.num_images
+            )));
+        }
+        let ids = prompts.iter().map(|p| self.generation_prompt_ids(p)).collect::<Result<Vec<_>>>()?;
+        let grid = self.image_token_grid();
+        generate_image_tokens(
+            &self.llm,
+            &self.image_head,
+            &ids,
+            self.tokenizer.special.pad,
+            grid * grid,
+            params,
+            &self.device,
+            on_step,
+        )
+    }
+
+    /// Image-token logits (…, image_vocab) of final-norm hidden states, through `gen_head`.
+    pub fn image_token_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.image_head.logits(&hidden.to_dtype(self.dtype)?)?)
+    }
+
+    /// LLM input embeddings (…, hidden) of image tokens, through `gen_embed` → `gen_aligner`.
+    pub fn image_token_embeddings(&self, tokens: &[u32]) -> Result<Tensor> {
+        self.check_image_tokens(tokens)?;
+        Ok(self.image_head.embed(&Tensor::new(tokens, &self.device)?)?)
+    }
+
+    fn check_image_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let n = self.image_vocab_size();
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= n) {
+            return Err(Error::input(format!("image token {bad} is outside the codebook of {n} codes")));
+        }
+        Ok(())
+    }
+
+    /// VQ-decode image tokens (n rows of grid² codes, raster order) to float images
+    /// (n, 3, H, W), roughly in [−1, 1].
+    pub fn decode_image_tokens(&self, tokens: &[u32], n: usize) -> Result<Tensor> {
+        let grid = self.image_token_grid();
+        if n == 0 || tokens.len() != n * grid * grid {
+            return Err(Error::input(format!(
+                "expected tokens of shape (n, {}) with n >= 1, got {} tokens for {n} images",
+                grid * grid,
+                tokens.len()
+            )));
+        }
+        self.check_image_tokens(tokens)?;
+        let codes = Tensor::from_vec(tokens.to_vec(), (n, grid * grid), &self.device)?;
+        Ok(self.vq.decode_codes(&codes, grid)?.to_dtype(DType::F32)?)
+    }
+
+    /// VQ codes (n, g·g) of pixel values (n, 3, S, S) in [−1, 1] (official L2-normalised search).
+    pub fn encode_pixels(&self, pixels: &Tensor) -> Result<Tensor> {
+        let s = self.config.vision.image_size;
+        match pixels.dims() {
+            [_, 3, h, w] if *h == s && *w == s => {}
+            other => return Err(Error::input(format!("pixels must have shape (n, 3, {s}, {s}), got {other:?}"))),
+        }
+        if !self.vq.has_encoder() {
+            return Err(Error::Weights("this checkpoint has no VQ encoder weights (gen_vision_model.encoder.*)".into()));
+        }
+        let latent = self.vq.encode_latent(&pixels.to_dtype(self.vq_dtype())?)?;
+        Ok(self.vq.quantize(&latent)?)
+    }
+
+    /// The continuous VQ latent `quant_conv(encoder(x))` (n, embed_dim, g, g).
+    pub fn encode_latent(&self, pixels: &Tensor) -> Result<Tensor> {
+        Ok(self.vq.encode_latent(&pixels.to_dtype(self.vq_dtype())?)?.to_dtype(DType::F32)?)
+    }
+
+    fn vq_dtype(&self) -> DType {
+        if self.device.is_cpu() { DType::F32 } else { self.dtype }
+    }
+
+    /// Images resized (bicubic, aspect not kept) to S×S and scaled to [−1, 1], as VQ input.
+    pub fn vq_pixels(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let s = self.config.vision.image_size;
+        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
+        for img in images {
+            let r = img.resize_bicubic(s as u32, s as u32)?;
+            let n = s * s;
+            let mut chw = vec![0f32; 3 * n];
+            for (i, px) in r.data.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    chw[c * n + i] = px[c] as f32 / 255.0 * 2.0 - 1.0;
+                }
+            }
+            data.extend(chw);
+        }
+        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?)
     }
 
     /// Total number of parameters (elements) in the loaded modules.

@@ -208,11 +208,15 @@ impl Llama {
         self.embed_tokens.forward(ids)
     }
 
-    /// Run `x` (b, t, hidden) at positions `cache.seq_len()..+t`, appending to the cache.
-    /// `mask`, if given, is an additive bias broadcastable to (b, heads, t, past + t) applied
-    /// on top of the causal mask. Returns the final-norm hidden states (b, t, hidden).
-    pub fn forward_embeds(&self, x: &Tensor, cache: &mut KvCache, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (_, t, _) = x.dims3()?;
+    /// Run `x` (b, t, hidden) at positions `cache.seq_len()..+t`, appending to the cache, and
+    /// return the final-norm hidden states (b, t, hidden).
+    ///
+    /// `left_pad[r]`, if given, is the number of padding positions at the start of row r (rows
+    /// of different lengths, left-aligned to a common length): those keys are masked for the
+    /// row's real tokens and the row's positions start at 0 after them, so each row computes what
+    /// it would alone.
+    pub fn forward_embeds(&self, x: &Tensor, cache: &mut KvCache, left_pad: Option<&[usize]>) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
         let past = cache.seq_len();
         if past + t > self.cfg.max_position_embeddings {
             candle_core::bail!(
@@ -221,13 +225,26 @@ impl Llama {
                 self.cfg.max_position_embeddings
             );
         }
-        let cos = self.rotary.cos.narrow(0, past, t)?;
-        let sin = self.rotary.sin.narrow(0, past, t)?;
-        let causal = if t > 1 { Some(causal_mask(t, past, x.dtype(), x.device())?) } else { None };
-        let mask = match (causal, mask) {
-            (Some(c), Some(m)) => Some(m.broadcast_add(&c)?),
-            (Some(c), None) => Some(c),
-            (None, m) => m.cloned(),
+        let pads = left_pad.filter(|p| p.iter().any(|&n| n > 0));
+        let (cos, sin, mask) = match pads {
+            None => {
+                let mask = if t > 1 { Some(causal_mask(t, past, x.dtype(), x.device())?) } else { None };
+                (self.rotary.cos.narrow(0, past, t)?, self.rotary.sin.narrow(0, past, t)?, mask)
+            }
+            Some(pads) => {
+                if pads.len() != b {
+                    candle_core::bail!("left_pad has {} entries for a batch of {b}", pads.len());
+                }
+                let positions: Vec<u32> = pads
+                    .iter()
+                    .flat_map(|&p| (past..past + t).map(move |i| i.saturating_sub(p) as u32))
+                    .collect();
+                let idx = Tensor::from_vec(positions, b * t, x.device())?;
+                let half = self.cfg.head_dim() / 2;
+                let cos = self.rotary.cos.index_select(&idx, 0)?.reshape((b, t, half))?;
+                let sin = self.rotary.sin.index_select(&idx, 0)?.reshape((b, t, half))?;
+                (cos, sin, Some(padded_causal_mask(pads, t, past, x.dtype(), x.device())?))
+            }
         };
         let mut h = x.clone();
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
@@ -246,6 +263,33 @@ impl Llama {
         let t = hidden.dim(1)?;
         self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?.to_dtype(DType::F32)
     }
+}
+
+/// Additive mask (b, 1, t, past + t): causal, and a row's padding keys hidden from its real
+/// tokens. Padding queries still see themselves, so no softmax row is empty.
+fn padded_causal_mask(pads: &[usize], t: usize, past: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let total = past + t;
+    let hidden = match dtype {
+        DType::F16 => -65504.0,
+        DType::BF16 => -3.38e38,
+        _ => f32::MIN,
+    };
+    let mut mask = Vec::with_capacity(pads.len() * t * total);
+    for &pad in pads {
+        for i in 0..t {
+            let q = past + i;
+            mask.extend((0..total).map(|j| {
+                if j > q {
+                    f32::NEG_INFINITY
+                } else if j < pad && q >= pad {
+                    hidden
+                } else {
+                    0.0
+                }
+            }));
+        }
+    }
+    Tensor::from_vec(mask, (pads.len(), 1, t, total), dev)?.to_dtype(dtype)
 }
 
 /// Additive causal mask (t, past + t): 0 where key position ≤ query position, −∞ elsewhere.

@@ -1,7 +1,9 @@
 //! Model definitions: encoders, the LLM, and the assembled Janus-Pro model.
+pub mod gen_head;
 pub mod janus_pro;
 pub mod llama;
 pub mod projector;
 pub mod siglip;
+pub mod vq;
 
 pub use janus_pro::{JanusPro, LoadOptions};

@@ -11,7 +11,8 @@ use pyo3::types::PyDict;
 use super::{numpy_to_vec, tensor_to_numpy, to_py_err, vec_to_numpy, without_gil};
 use crate::device::{device_name, dtype_name, parse_device, parse_dtype};
 use crate::error::{Error, Result};
-use crate::generation::{SamplingConfig, TextGenerationParams};
+use crate::generation::postprocess::to_uint8_nhwc;
+use crate::generation::{ImageGenerationParams, SamplingConfig, TextGenerationParams};
 use crate::preprocess::{ChatTemplate, Message, RgbImage, Role};
 use crate::{JanusPro, LoadOptions};
 
@@ -29,6 +30,39 @@ pub fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Py
     let bytes = data.to_vec();
     let img = without_gil(py, move || RgbImage::decode(&bytes))?;
     vec_to_numpy(py, img.data, &[img.height as usize, img.width as usize, 3])
+}
+
+/// Run `work` without the GIL, giving it a step hook that re-acquires the GIL to check for
+/// Ctrl-C and call `callback(*args)`. A Python error from either stops the work and is re-raised.
+fn with_python_hook<T: Send, A>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    work: impl FnOnce(&mut dyn FnMut(A) -> Result<()>) -> Result<T> + Send,
+) -> PyResult<T>
+where
+    A: for<'py> IntoPyObject<'py> + Send,
+    for<'py> (A,): IntoPyObject<'py>,
+{
+    let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
+    let result = without_gil(py, || {
+        let mut hook = |arg: A| -> Result<()> {
+            Python::attach(|py| {
+                let r = py.check_signals().and_then(|_| match &callback {
+                    Some(cb) => cb.call1(py, (arg,)).map(|_| ()),
+                    None => Ok(()),
+                });
+                r.map_err(|e| {
+                    *callback_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    Error::Interrupted
+                })
+            })
+        };
+        work(&mut hook)
+    });
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => Err(callback_error.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(e)),
+    }
 }
 
 #[pyclass(frozen, name = "JanusProModel", module = "janus_rs._native")]
@@ -74,6 +108,8 @@ impl JanusProModel {
         d.set_item("num_image_tokens", m.num_image_tokens)?;
         d.set_item("vision_width", c.vision.width)?;
         d.set_item("vision_layers", c.vision.layers)?;
+        d.set_item("image_token_grid", m.image_token_grid())?;
+        d.set_item("image_vocab_size", m.image_vocab_size())?;
         d.set_item("roles", (m.template.user.clone(), m.template.assistant.clone()))?;
         let s = m.tokenizer.special;
         let ids = PyDict::new(py);
@@ -208,25 +244,92 @@ impl JanusProModel {
             seed,
             stop_tokens: vec![self.inner.tokenizer.special.eos],
         };
-        let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
-        let result = without_gil(py, || {
-            let mut on_step = |token: u32| -> Result<()> {
-                Python::attach(|py| {
-                    let r = py.check_signals().and_then(|_| match &on_token {
-                        Some(cb) => cb.call1(py, (token,)).map(|_| ()),
-                        None => Ok(()),
-                    });
-                    r.map_err(|e| {
-                        *callback_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        Error::Interrupted
-                    })
-                })
-            };
-            self.inner.generate_reply_ids(prompt, &imgs, &params, &mut on_step)
-        });
-        match result {
-            Ok(ids) => Ok((ids, seed)),
-            Err(e) => Err(callback_error.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(e)),
+        let ids = with_python_hook(py, on_token, |hook: &mut dyn FnMut(u32) -> Result<()>| {
+            self.inner.generate_reply_ids(prompt, &imgs, &params, &mut |t| hook(t))
+        })?;
+        Ok((ids, seed))
+    }
+
+    /// Sample image tokens: (tokens (prompts·num_images, grid²) uint32, seed used).
+    /// `on_step(done)` is called after each image-token step.
+    #[pyo3(signature = (prompts, num_images, cfg_weight, temperature, top_k, top_p, seed, max_images, on_step=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_image_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        prompts: Vec<String>,
+        num_images: usize,
+        cfg_weight: f64,
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+        seed: Option<u64>,
+        max_images: usize,
+        on_step: Option<Py<PyAny>>,
+    ) -> PyResult<(Bound<'py, PyArrayDyn<u32>>, u64)> {
+        let seed = seed.unwrap_or_else(crate::generation::sampler::fresh_seed);
+        let params = ImageGenerationParams { num_images, cfg_weight, temperature, top_k, top_p, seed };
+        let rows = with_python_hook(py, on_step, |hook: &mut dyn FnMut(usize) -> Result<()>| {
+            self.inner.generate_image_tokens(&prompts, &params, max_images, &mut |done, _total| hook(done))
+        })?;
+        let (n, len) = (rows.len(), rows.first().map_or(0, Vec::len));
+        Ok((vec_to_numpy(py, rows.concat(), &[n, len])?, seed))
+    }
+
+    /// VQ-decode tokens (n·grid² ids, raster order) to uint8 images (n, H, W, 3).
+    fn decode_image_tokens<'py>(&self, py: Python<'py>, tokens: Vec<u32>, n: usize) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        let (data, shape) = without_gil(py, || to_uint8_nhwc(&self.inner.decode_image_tokens(&tokens, n)?))?;
+        vec_to_numpy(py, data, &shape)
+    }
+
+    /// The VQ decoder's float output (n, 3, H, W), before conversion to uint8.
+    fn decode_image_tokens_float<'py>(&self, py: Python<'py>, tokens: Vec<u32>, n: usize) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let out = without_gil(py, || self.inner.decode_image_tokens(&tokens, n))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// VQ input pixels (n, 3, S, S) in [-1, 1] of HxWx3 uint8 images (resized to S×S).
+    fn vq_pixels<'py>(&self, py: Python<'py>, images: Vec<PyReadonlyArrayDyn<u8>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let imgs = images.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>().map_err(to_py_err)?;
+        let out = without_gil(py, || self.inner.vq_pixels(&imgs))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// VQ codes (n, grid²) of VQ input pixels (n, 3, S, S).
+    fn encode_pixels<'py>(&self, py: Python<'py>, pixels: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<u32>>> {
+        let (data, shape) = numpy_to_vec(&pixels);
+        let codes = without_gil(py, || Ok(self.inner.encode_pixels(&self.tensor(data, &shape)?)?.to_dtype(candle_core::DType::U32)?))?;
+        let dims = codes.dims().to_vec();
+        let flat = codes.flatten_all().and_then(|t| t.to_vec1::<u32>()).map_err(|e| to_py_err(e.into()))?;
+        vec_to_numpy(py, flat, &dims)
+    }
+
+    /// The continuous VQ latent quant_conv(encoder(x)) (n, embed_dim, grid, grid).
+    fn encode_latent<'py>(&self, py: Python<'py>, pixels: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let (data, shape) = numpy_to_vec(&pixels);
+        let out = without_gil(py, || self.inner.encode_latent(&self.tensor(data, &shape)?))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// `gen_head` logits of final-norm hidden states (..., hidden).
+    fn image_token_logits<'py>(&self, py: Python<'py>, hidden: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let (data, shape) = numpy_to_vec(&hidden);
+        let h = self.inner.config.language.hidden_size;
+        if shape.last() != Some(&h) {
+            return Err(to_py_err(Error::input(format!("hidden states must end in dimension {h}, got {shape:?}"))));
         }
+        let out = without_gil(py, || self.inner.image_token_logits(&self.tensor(data, &shape)?))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// LLM input embeddings (n, hidden) of image tokens (gen_embed -> gen_aligner).
+    fn image_token_embeddings<'py>(&self, py: Python<'py>, tokens: Vec<u32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let out = without_gil(py, || self.inner.image_token_embeddings(&tokens))?;
+        tensor_to_numpy(py, &out)
+    }
+
+    /// Token ids of the official generation prompt for `prompt`.
+    fn generation_prompt_ids(&self, prompt: &str) -> PyResult<Vec<u32>> {
+        self.inner.generation_prompt_ids(prompt).map_err(to_py_err)
     }
 }

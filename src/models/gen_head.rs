@@ -1,0 +1,44 @@
+//! The image-token path of Janus-Pro: `gen_embed` → `gen_aligner` feeds sampled image tokens
+//! back into the LLM, and `gen_head` turns final-norm hidden states into image-token logits.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+
+use super::projector::MlpProjector;
+use crate::loading::JanusConfig;
+
+pub struct ImageTokenHead {
+    gen_embed: Embedding,
+    gen_aligner: MlpProjector,
+    output_mlp_projector: Linear,
+    vision_head: Linear,
+    pub vocab_size: usize,
+}
+
+impl ImageTokenHead {
+    /// `vb` is the checkpoint root (keys `gen_embed.*`, `gen_aligner.*`, `gen_head.*`).
+    pub fn new(cfg: &JanusConfig, vb: &VarBuilder) -> Result<Self> {
+        let q = &cfg.gen_vision;
+        let a = &cfg.gen_aligner;
+        let h = &cfg.gen_head;
+        // `gen_embed` is its own learned table (not the VQ codebook, and not normalised).
+        let rows = cfg.gen_head.image_token_size;
+        Ok(Self {
+            gen_embed: embedding(rows, q.codebook_embed_dim, vb.pp("gen_embed"))?,
+            gen_aligner: MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("gen_aligner"))?,
+            output_mlp_projector: linear(h.n_embed, h.image_token_embed, vb.pp("gen_head.output_mlp_projector"))?,
+            vision_head: linear(h.image_token_embed, h.image_token_size, vb.pp("gen_head.vision_head"))?,
+            vocab_size: rows,
+        })
+    }
+
+    /// LLM input embeddings (…, hidden) of image-token ids.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.gen_aligner.forward(&self.gen_embed.forward(ids)?)
+    }
+
+    /// Image-token logits (…, image_token_size) of final-norm hidden states (…, hidden).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.vision_head.forward(&self.output_mlp_projector.forward(hidden)?.gelu_erf()?)
+    }
+}
