@@ -31,6 +31,28 @@ def _cmd_understand(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import os
+
+    model = _load(args)
+    result = model.generate(
+        args.prompt,
+        num_images=args.num_images,
+        cfg_weight=args.cfg_weight,
+        temperature=args.temperature,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    stem, ext = os.path.splitext(args.out)
+    ext = ext or ".png"
+    paths = [args.out if len(result) == 1 else f"{stem}_{i}{ext}" for i in range(len(result))]
+    for img, path in zip(result.images, paths):
+        img.save(path)
+        print(path)
+    print(f"seed {result.seed}", file=sys.stderr)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from . import _native
 
@@ -59,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     u.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     u.set_defaults(func=_cmd_understand)
+
+    g = sub.add_parser("generate", help="generate images from a text prompt")
+    model_args(g)
+    g.add_argument("--prompt", required=True, help="the image description")
+    g.add_argument("--out", default="janus.png", help="output file; with several images, _0, _1, ... are added")
+    g.add_argument("--num-images", type=int, default=1, help="images to generate (default 1)")
+    g.add_argument("--cfg-weight", type=float, default=5.0, help="classifier-free guidance weight (default 5)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1; 0 = argmax)")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_cmd_generate)
 
     i = sub.add_parser("info", help="print the model's configuration and sizes")
     model_args(i)

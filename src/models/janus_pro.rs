@@ -50,6 +50,7 @@ pub struct JanusPro {
     dtype: DType,
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
+    num_parameters: usize,
 }
 
 fn weights_err(e: candle_core::Error) -> Error {
@@ -118,6 +119,7 @@ impl JanusPro {
         let dtype = opts.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::BF16 });
         let checkpoint = Checkpoint::open_dir(dir)?;
         let weight_files = checkpoint.files().to_vec();
+        let num_parameters = checkpoint.keys().filter_map(|k| checkpoint.shape(k)).map(|s| s.iter().product::<usize>()).sum();
         let vb = checkpoint.var_builder(dtype, &device);
         let (vision, aligner, llm) = Self::build_modules(&config, &vb).map_err(weights_err)?;
         let image_head = ImageTokenHead::new(&config, &vb).map_err(weights_err)?;
@@ -150,6 +152,7 @@ impl JanusPro {
             dtype,
             dir: dir.to_path_buf(),
             weight_files,
+            num_parameters,
         })
     }
 
@@ -448,20 +451,8 @@ impl JanusPro {
         Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?)
     }
 
-    /// Total number of parameters (elements) in the loaded modules.
+    /// Number of parameters (tensor elements) in the checkpoint's weight files.
     pub fn num_parameters(&self) -> usize {
-        let c = &self.config;
-        let l = &c.language;
-        let (h, i, v) = (l.hidden_size, l.intermediate_size, l.vocab_size);
-        let kv = l.num_kv_heads() * l.head_dim();
-        let layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h;
-        let llm = v * h * if l.tie_word_embeddings { 1 } else { 2 } + l.num_hidden_layers * layer + h;
-        let vc = &c.vision;
-        let w = vc.width;
-        let block = 4 * w + (3 * w * w + 3 * w) + (w * w + w) + (vc.mlp_dim * w + vc.mlp_dim) + (w * vc.mlp_dim + w);
-        let vision = 3 * w * vc.patch_size * vc.patch_size + w + vc.num_patches() * w + vc.layers * block + 2 * w;
-        let a = &c.aligner;
-        let aligner = a.input_dim * a.n_embed + a.n_embed + (a.depth - 1) * (a.n_embed * a.n_embed + a.n_embed);
-        llm + vision + aligner
+        self.num_parameters
     }
 }

@@ -1,0 +1,49 @@
+"""The command line (`python -m janus_rs`), run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from conftest import REFERENCE, TINY
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "janus_rs", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_understand():
+    r = run("understand", "--model", str(TINY), "--image", str(REFERENCE / "input.png"),
+            "--question", "What is in this image?", "--max-new-tokens", "4")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() != ""
+
+
+def test_generate_writes_images(tmp_path):
+    out = tmp_path / "cat.png"
+    r = run("generate", "--model", str(TINY), "--prompt", "a red cat", "--out", str(out),
+            "--num-images", "2", "--seed", "5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    paths = [tmp_path / "cat_0.png", tmp_path / "cat_1.png"]
+    assert r.stdout.split() == [str(p) for p in paths]
+    assert all(Image.open(p).size == (64, 64) for p in paths)
+    assert "seed 5" in r.stderr
+
+
+def test_info():
+    r = run("info", "--model", str(TINY))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["num_image_tokens"] == 16 and info["cuda_compiled"] in (True, False)
+
+
+def test_errors_exit_nonzero_with_a_message(tmp_path):
+    r = run("generate", "--model", str(tmp_path / "missing"), "--prompt", "x")
+    assert r.returncode == 1
+    assert "janus-rs: error: model folder not found" in r.stderr
+    r = run("understand", "--model", str(TINY), "--image", str(tmp_path / "no.png"), "--question", "q")
+    assert r.returncode == 1 and "no.png" in r.stderr
+    assert run("frobnicate").returncode == 2
