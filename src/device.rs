@@ -14,15 +14,24 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         Some(rest) => rest
             .strip_prefix(':')
             .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| Error::input(format!("invalid device {spec:?}: use \"cpu\", \"cuda\" or \"cuda:N\"")))?,
-        None => return Err(Error::input(format!("invalid device {spec:?}: use \"cpu\", \"cuda\" or \"cuda:N\""))),
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "invalid device {spec:?}: use \"cpu\", \"cuda\" or \"cuda:N\""
+                ))
+            })?,
+        None => {
+            return Err(Error::input(format!(
+                "invalid device {spec:?}: use \"cpu\", \"cuda\" or \"cuda:N\""
+            )))
+        }
     };
     cuda_device(ordinal)
 }
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::Device(format!("CUDA device {ordinal} is not available: {e}")))
+    Device::new_cuda(ordinal)
+        .map_err(|e| Error::Device(format!("CUDA device {ordinal} is not available: {e}")))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -37,7 +46,11 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
 pub fn parse_dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
     let s = spec.map(|s| s.trim().to_ascii_lowercase());
     match s.as_deref() {
-        None | Some("auto") => Ok(if device.is_cpu() { DType::F32 } else { DType::BF16 }),
+        None | Some("auto") => Ok(if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        }),
         Some("float32" | "f32" | "fp32") => Ok(DType::F32),
         Some("bfloat16" | "bf16") => Ok(DType::BF16),
         Some("float16" | "f16" | "fp16" | "half") => Ok(DType::F16),

@@ -50,10 +50,16 @@ pub enum Error {
 
 impl Error {
     pub fn config(file: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Config { file: file.into(), msg: msg.into() }
+        Error::Config {
+            file: file.into(),
+            msg: msg.into(),
+        }
     }
     pub fn not_found(what: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        Error::NotFound { what: what.into(), path: path.into() }
+        Error::NotFound {
+            what: what.into(),
+            path: path.into(),
+        }
     }
     pub fn input(msg: impl Into<String>) -> Self {
         Error::Input(msg.into())

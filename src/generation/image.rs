@@ -29,10 +29,16 @@ impl ImageGenerationParams {
             bail_input!("num_images must be >= 1, got 0");
         }
         if self.num_images > max_images {
-            bail_input!("num_images {} exceeds the limit of {max_images} images per call", self.num_images);
+            bail_input!(
+                "num_images {} exceeds the limit of {max_images} images per call",
+                self.num_images
+            );
         }
         if !self.cfg_weight.is_finite() || self.cfg_weight < 0.0 {
-            bail_input!("cfg_weight must be a finite number >= 0, got {}", self.cfg_weight);
+            bail_input!(
+                "cfg_weight must be a finite number >= 0, got {}",
+                self.cfg_weight
+            );
         }
         self.sampling().validate()
     }
@@ -53,13 +59,19 @@ pub type OnStep<'a> = dyn FnMut(usize, usize) -> Result<()> + 'a;
 
 /// Prompt token rows for CFG: for each prompt, `num_images` × [cond, uncond], left-padded to a
 /// common length. Returns the rows and the left padding of each.
-pub fn cfg_rows(prompts: &[Vec<u32>], num_images: usize, pad: u32) -> Result<(Vec<Vec<u32>>, Vec<usize>)> {
+pub fn cfg_rows(
+    prompts: &[Vec<u32>],
+    num_images: usize,
+    pad: u32,
+) -> Result<(Vec<Vec<u32>>, Vec<usize>)> {
     let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let mut rows = Vec::new();
     let mut pads = Vec::new();
     for p in prompts {
         if p.len() < 2 {
-            return Err(Error::input("a generation prompt needs at least BOS and <begin_of_image>"));
+            return Err(Error::input(
+                "a generation prompt needs at least BOS and <begin_of_image>",
+            ));
         }
         let mut uncond = p.clone();
         let last = uncond.len() - 1;

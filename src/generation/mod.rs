@@ -4,6 +4,6 @@ pub mod postprocess;
 pub mod sampler;
 pub mod text;
 
+pub use image::{generate_image_tokens, ImageGenerationParams};
 pub use sampler::{Sampler, SamplingConfig};
 pub use text::{generate_text, TextGenerationParams};
-pub use image::{generate_image_tokens, ImageGenerationParams};

@@ -19,14 +19,23 @@ pub struct SamplingConfig {
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { do_sample: false, temperature: 1.0, top_k: None, top_p: None, repetition_penalty: None }
+        Self {
+            do_sample: false,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: None,
+        }
     }
 }
 
 impl SamplingConfig {
     pub fn validate(&self) -> Result<()> {
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            bail_input!("temperature must be a finite number >= 0, got {}", self.temperature);
+            bail_input!(
+                "temperature must be a finite number >= 0, got {}",
+                self.temperature
+            );
         }
         if self.top_k == Some(0) {
             bail_input!("top_k must be >= 1 (or None to disable it), got 0");
@@ -57,7 +66,10 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(cfg: SamplingConfig, seed: u64) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self { cfg, rng: ChaCha8Rng::seed_from_u64(seed) })
+        Ok(Self {
+            cfg,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
     }
 
     /// Pick the next token from one row of logits. `history` holds the tokens the repetition
@@ -101,7 +113,11 @@ pub fn argmax(xs: &[f64]) -> usize {
 /// The probabilities sampling draws from: softmax(logits / T) restricted to top-k then top-p
 /// (renormalised). Entries outside the kept set are 0.
 pub fn sampling_probs(logits: &[f64], cfg: &SamplingConfig) -> Vec<f64> {
-    let t = if cfg.temperature > 0.0 { cfg.temperature } else { 1.0 };
+    let t = if cfg.temperature > 0.0 {
+        cfg.temperature
+    } else {
+        1.0
+    };
     let scaled: Vec<f64> = logits.iter().map(|x| x / t).collect();
     let mut order: Vec<usize> = (0..scaled.len()).collect();
     order.sort_by(|&a, &b| scaled[b].total_cmp(&scaled[a]));
@@ -170,7 +186,13 @@ mod tests {
     use super::*;
 
     fn cfg(t: f64, k: Option<usize>, p: Option<f64>) -> SamplingConfig {
-        SamplingConfig { do_sample: true, temperature: t, top_k: k, top_p: p, repetition_penalty: None }
+        SamplingConfig {
+            do_sample: true,
+            temperature: t,
+            top_k: k,
+            top_p: p,
+            repetition_penalty: None,
+        }
     }
 
     #[test]
@@ -210,7 +232,11 @@ mod tests {
             let freq = counts[i] as f64 / n as f64;
             // 5 standard deviations of a binomial proportion.
             let sd = (expect[i] * (1.0 - expect[i]) / n as f64).sqrt();
-            assert!((freq - expect[i]).abs() < 5.0 * sd + 1e-9, "token {i}: {freq} vs {}", expect[i]);
+            assert!(
+                (freq - expect[i]).abs() < 5.0 * sd + 1e-9,
+                "token {i}: {freq} vs {}",
+                expect[i]
+            );
         }
     }
 

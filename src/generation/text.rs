@@ -41,7 +41,9 @@ pub fn generate_text(
 ) -> Result<Vec<u32>> {
     let (b, prompt_len, _) = inputs_embeds.dims3()?;
     if b != 1 {
-        return Err(Error::input(format!("text generation takes one sequence, got a batch of {b}")));
+        return Err(Error::input(format!(
+            "text generation takes one sequence, got a batch of {b}"
+        )));
     }
     let budget = new_token_budget(llm, prompt_len, params.max_new_tokens)?;
     let mut sampler = Sampler::new(params.sampling.clone(), params.seed)?;

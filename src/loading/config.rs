@@ -5,6 +5,9 @@
 //! presets in `params` (`siglip_large_patch16_384`, `VQ-16`); explicit sizes in the same
 //! `params` object override the preset, so tiny test checkpoints take the same code path.
 
+// `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -21,15 +24,33 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::config(path, e.to_string()))
 }
 
-fn default_hidden_size() -> usize { 4096 }
-fn default_intermediate_size() -> usize { 11008 }
-fn default_num_attention_heads() -> usize { 32 }
-fn default_num_hidden_layers() -> usize { 32 }
-fn default_max_position_embeddings() -> usize { 2048 }
-fn default_vocab_size() -> usize { 32000 }
-fn default_rms_norm_eps() -> f64 { 1e-6 }
-fn default_rope_theta() -> f64 { 10000.0 }
-fn default_hidden_act() -> String { "silu".into() }
+fn default_hidden_size() -> usize {
+    4096
+}
+fn default_intermediate_size() -> usize {
+    11008
+}
+fn default_num_attention_heads() -> usize {
+    32
+}
+fn default_num_hidden_layers() -> usize {
+    32
+}
+fn default_max_position_embeddings() -> usize {
+    2048
+}
+fn default_vocab_size() -> usize {
+    32000
+}
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10000.0
+}
+fn default_hidden_act() -> String {
+    "silu".into()
+}
 
 /// The LLM's `LlamaConfig`. Absent fields take the transformers `LlamaConfig` defaults,
 /// which the real Janus-Pro-7B config relies on (it sets only layers, context and vocab).
@@ -88,16 +109,19 @@ impl LlamaConfig {
                 return bad(format!("{name} must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
-            return bad(format!("head dimension {} must be even for RoPE", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return bad(format!(
+                "head dimension {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
-        if self.num_attention_heads % self.num_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,
@@ -105,7 +129,10 @@ impl LlamaConfig {
             ));
         }
         if self.hidden_act != "silu" {
-            return bad(format!("hidden_act {:?} is not supported (Janus uses \"silu\")", self.hidden_act));
+            return bad(format!(
+                "hidden_act {:?} is not supported (Janus uses \"silu\")",
+                self.hidden_act
+            ));
         }
         if matches!(&self.rope_scaling, Some(v) if !v.is_null()) {
             return bad("rope_scaling is not supported (Janus checkpoints use none)".into());
@@ -166,8 +193,12 @@ impl SiglipConfig {
     fn from_params(p: &VisionParams, file: &Path) -> Result<Self> {
         // (width, layers, heads, mlp_ratio, patch) of the official `siglip_vit.py` table.
         let preset = match p.model_name.as_str() {
-            "siglip_large_patch16_384" | "siglip_large_patch16_256" => Some((1024, 24, 16, 4.0, 16)),
-            "siglip_so400m_patch14_384" | "siglip_so400m_patch14_224" => Some((1152, 27, 16, 3.7362, 14)),
+            "siglip_large_patch16_384" | "siglip_large_patch16_256" => {
+                Some((1024, 24, 16, 4.0, 16))
+            }
+            "siglip_so400m_patch14_384" | "siglip_so400m_patch14_224" => {
+                Some((1152, 27, 16, 3.7362, 14))
+            }
             _ => None,
         };
         let explicit = (p.width, p.layers, p.heads, p.mlp_ratio, p.patch_size);
@@ -192,21 +223,33 @@ impl SiglipConfig {
                 ))
             }
         };
-        if width == 0 || layers == 0 || heads == 0 || patch == 0 || !(mlp_ratio > 0.0) || width % heads != 0 {
+        if width == 0
+            || layers == 0
+            || heads == 0
+            || patch == 0
+            || !(mlp_ratio > 0.0)
+            || width % heads != 0
+        {
             return Err(Error::config(
                 file,
                 format!("vision_config: unusable SigLIP sizes width={width} layers={layers} heads={heads} mlp_ratio={mlp_ratio} patch_size={patch}"),
             ));
         }
-        if p.image_size == 0 || p.image_size % patch != 0 {
+        if p.image_size == 0 || !p.image_size.is_multiple_of(patch) {
             return Err(Error::config(
                 file,
-                format!("vision_config: image_size {} is not a positive multiple of patch_size {patch}", p.image_size),
+                format!(
+                    "vision_config: image_size {} is not a positive multiple of patch_size {patch}",
+                    p.image_size
+                ),
             ));
         }
         if let Some(f) = &p.select_feature {
             if f != "same" && f != "patch" {
-                return Err(Error::config(file, format!("vision_config: select_feature {f:?} is not supported")));
+                return Err(Error::config(
+                    file,
+                    format!("vision_config: select_feature {f:?} is not supported"),
+                ));
             }
         }
         // Official `create_siglip_vit`: the tower is truncated at construction.
@@ -217,7 +260,10 @@ impl SiglipConfig {
             select_layer.min(layers as i64)
         };
         if built <= 0 {
-            return Err(Error::config(file, format!("vision_config: select_layer {select_layer} leaves no layers")));
+            return Err(Error::config(
+                file,
+                format!("vision_config: select_layer {select_layer} leaves no layers"),
+            ));
         }
         Ok(Self {
             image_size: p.image_size,
@@ -240,18 +286,26 @@ pub struct ProjectorParams {
     pub n_embed: usize,
     pub projector_type: String,
 }
-fn default_depth() -> usize { 1 }
+fn default_depth() -> usize {
+    1
+}
 
 impl ProjectorParams {
     fn validate(&self, which: &str, file: &Path) -> Result<()> {
         if self.projector_type != "mlp_gelu" {
             return Err(Error::config(
                 file,
-                format!("{which}: projector_type {:?} is not supported (Janus uses \"mlp_gelu\")", self.projector_type),
+                format!(
+                    "{which}: projector_type {:?} is not supported (Janus uses \"mlp_gelu\")",
+                    self.projector_type
+                ),
             ));
         }
         if self.depth == 0 || self.input_dim == 0 || self.n_embed == 0 {
-            return Err(Error::config(file, format!("{which}: depth, input_dim and n_embed must be positive")));
+            return Err(Error::config(
+                file,
+                format!("{which}: depth, input_dim and n_embed must be positive"),
+            ));
         }
         Ok(())
     }
@@ -285,7 +339,10 @@ impl VqConfig {
         if sub.cls != "VQ-16" {
             return Err(Error::config(
                 file,
-                format!("gen_vision_config: cls {:?} is not supported (Janus uses \"VQ-16\")", sub.cls),
+                format!(
+                    "gen_vision_config: cls {:?} is not supported (Janus uses \"VQ-16\")",
+                    sub.cls
+                ),
             ));
         }
         let p = &sub.params;
@@ -297,10 +354,18 @@ impl VqConfig {
             z_channels: p.z_channels.unwrap_or(256),
             num_res_blocks: p.num_res_blocks.unwrap_or(2),
         };
-        if cfg.codebook_size == 0 || cfg.codebook_embed_dim == 0 || cfg.ch == 0 || cfg.ch_mult.is_empty()
-            || cfg.ch_mult.contains(&0) || cfg.z_channels == 0 || cfg.num_res_blocks == 0
+        if cfg.codebook_size == 0
+            || cfg.codebook_embed_dim == 0
+            || cfg.ch == 0
+            || cfg.ch_mult.is_empty()
+            || cfg.ch_mult.contains(&0)
+            || cfg.z_channels == 0
+            || cfg.num_res_blocks == 0
         {
-            return Err(Error::config(file, format!("gen_vision_config: unusable VQ sizes {cfg:?}")));
+            return Err(Error::config(
+                file,
+                format!("gen_vision_config: unusable VQ sizes {cfg:?}"),
+            ));
         }
         Ok(cfg)
     }
@@ -352,8 +417,8 @@ impl JanusConfig {
     }
 
     pub fn from_json(text: &str, file: &Path) -> Result<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::config(file, format!("not valid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::config(file, format!("not valid JSON: {e}")))?;
         if let Some(mt) = value.get("model_type").and_then(|v| v.as_str()) {
             if mt != "multi_modality" {
                 let hint = if mt == "janus" {
@@ -361,11 +426,17 @@ impl JanusConfig {
                 } else {
                     ""
                 };
-                return Err(Error::config(file, format!("model_type {mt:?} is not \"multi_modality\"{hint}")));
+                return Err(Error::config(
+                    file,
+                    format!("model_type {mt:?} is not \"multi_modality\"{hint}"),
+                ));
             }
         }
         if value.get("vision_und_enc_config").is_some() {
-            return Err(Error::config(file, "this is a JanusFlow config; JanusPro cannot load it"));
+            return Err(Error::config(
+                file,
+                "this is a JanusFlow config; JanusPro cannot load it",
+            ));
         }
         let raw: RawJanusConfig =
             serde_json::from_value(value).map_err(|e| Error::config(file, e.to_string()))?;
@@ -374,15 +445,26 @@ impl JanusConfig {
         if raw.vision_config.cls != "CLIPVisionTower" {
             return Err(Error::config(
                 file,
-                format!("vision_config: cls {:?} is not supported (Janus uses \"CLIPVisionTower\")", raw.vision_config.cls),
+                format!(
+                    "vision_config: cls {:?} is not supported (Janus uses \"CLIPVisionTower\")",
+                    raw.vision_config.cls
+                ),
             ));
         }
         let vision = SiglipConfig::from_params(&raw.vision_config.params, file)?;
         raw.aligner_config.params.validate("aligner_config", file)?;
-        raw.gen_aligner_config.params.validate("gen_aligner_config", file)?;
+        raw.gen_aligner_config
+            .params
+            .validate("gen_aligner_config", file)?;
         let gen_vision = VqConfig::from_sub(&raw.gen_vision_config, file)?;
         let h = raw.language_config.hidden_size;
-        let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::config(file, msg)) };
+        let check = |ok: bool, msg: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::config(file, msg))
+            }
+        };
         check(
             raw.aligner_config.params.input_dim == vision.width && raw.aligner_config.params.n_embed == h,
             format!(
@@ -414,11 +496,21 @@ impl JanusConfig {
     }
 }
 
-fn default_image_size() -> usize { 384 }
-fn default_min_size() -> usize { 14 }
-fn default_half() -> Vec<f64> { vec![0.5, 0.5, 0.5] }
-fn default_rescale() -> f64 { 1.0 / 255.0 }
-fn default_true() -> bool { true }
+fn default_image_size() -> usize {
+    384
+}
+fn default_min_size() -> usize {
+    14
+}
+fn default_half() -> Vec<f64> {
+    vec![0.5, 0.5, 0.5]
+}
+fn default_rescale() -> f64 {
+    1.0 / 255.0
+}
+fn default_true() -> bool {
+    true
+}
 
 /// `preprocessor_config.json` (`VLMImageProcessor`).
 #[derive(Debug, Clone, Deserialize)]
@@ -447,7 +539,12 @@ impl ImageProcessorConfig {
         if cfg.image_mean.len() != 3 || cfg.image_std.len() != 3 {
             return bad("image_mean and image_std must have 3 values");
         }
-        if cfg.image_std.iter().any(|s| !(s.abs() > 0.0) || !s.is_finite()) || cfg.image_mean.iter().any(|m| !m.is_finite()) {
+        if cfg
+            .image_std
+            .iter()
+            .any(|s| !(s.abs() > 0.0) || !s.is_finite())
+            || cfg.image_mean.iter().any(|m| !m.is_finite())
+        {
             return bad("image_std must be non-zero and finite, image_mean finite");
         }
         if cfg.image_size == 0 || !(cfg.rescale_factor.is_finite()) {
@@ -466,17 +563,31 @@ impl ImageProcessorConfig {
             Some(bg) => [bg[0] as u8, bg[1] as u8, bg[2] as u8],
             None => {
                 let c = |m: f64| (m * 255.0).clamp(0.0, 255.0) as u8;
-                [c(self.image_mean[0]), c(self.image_mean[1]), c(self.image_mean[2])]
+                [
+                    c(self.image_mean[0]),
+                    c(self.image_mean[1]),
+                    c(self.image_mean[2]),
+                ]
             }
         }
     }
 }
 
-fn default_image_tag() -> String { "<image_placeholder>".into() }
-fn default_image_start_tag() -> String { "<begin_of_image>".into() }
-fn default_image_end_tag() -> String { "<end_of_image>".into() }
-fn default_pad_tag() -> String { "<｜▁pad▁｜>".into() }
-fn default_sft_format() -> String { "deepseek".into() }
+fn default_image_tag() -> String {
+    "<image_placeholder>".into()
+}
+fn default_image_start_tag() -> String {
+    "<begin_of_image>".into()
+}
+fn default_image_end_tag() -> String {
+    "<end_of_image>".into()
+}
+fn default_pad_tag() -> String {
+    "<｜▁pad▁｜>".into()
+}
+fn default_sft_format() -> String {
+    "deepseek".into()
+}
 
 /// `processor_config.json` (`VLChatProcessor`).
 #[derive(Debug, Clone, Deserialize)]
@@ -505,7 +616,13 @@ impl ProcessorConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let cfg: Self = read_json(path)?;
         if cfg.sft_format != "deepseek" {
-            return Err(Error::config(path, format!("sft_format {:?} is not supported (only \"deepseek\")", cfg.sft_format)));
+            return Err(Error::config(
+                path,
+                format!(
+                    "sft_format {:?} is not supported (only \"deepseek\")",
+                    cfg.sft_format
+                ),
+            ));
         }
         Ok(cfg)
     }
@@ -533,7 +650,10 @@ impl CheckpointFiles {
             processor_config: dir.join("processor_config.json"),
             tokenizer: dir.join("tokenizer.json"),
         };
-        for (what, p) in [("config.json", &files.config), ("tokenizer.json", &files.tokenizer)] {
+        for (what, p) in [
+            ("config.json", &files.config),
+            ("tokenizer.json", &files.tokenizer),
+        ] {
             if !p.is_file() {
                 return Err(Error::not_found(format!("{what} of the checkpoint"), p));
             }
@@ -563,22 +683,57 @@ mod tests {
         // The real Janus-Pro-7B language_config, verbatim.
         let language = r#"{"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30, "torch_dtype": "bfloat16", "vocab_size": 102400}"#;
         let vision = r#"{"image_size": 384, "model_name": "siglip_large_patch16_384", "select_feature": "same", "select_layer": -1}"#;
-        let cfg = JanusConfig::from_json(&pro_config(language, vision), Path::new("config.json")).unwrap();
+        let cfg = JanusConfig::from_json(&pro_config(language, vision), Path::new("config.json"))
+            .unwrap();
         let l = &cfg.language;
-        assert_eq!((l.hidden_size, l.intermediate_size, l.num_attention_heads, l.num_kv_heads()), (4096, 11008, 32, 32));
-        assert_eq!((l.num_hidden_layers, l.vocab_size, l.max_position_embeddings), (30, 102400, 16384));
-        assert_eq!((l.rms_norm_eps, l.rope_theta, l.tie_word_embeddings), (1e-6, 10000.0, false));
+        assert_eq!(
+            (
+                l.hidden_size,
+                l.intermediate_size,
+                l.num_attention_heads,
+                l.num_kv_heads()
+            ),
+            (4096, 11008, 32, 32)
+        );
+        assert_eq!(
+            (l.num_hidden_layers, l.vocab_size, l.max_position_embeddings),
+            (30, 102400, 16384)
+        );
+        assert_eq!(
+            (l.rms_norm_eps, l.rope_theta, l.tie_word_embeddings),
+            (1e-6, 10000.0, false)
+        );
         let v = &cfg.vision;
-        assert_eq!((v.width, v.layers, v.heads, v.mlp_dim, v.patch_size, v.num_patches()), (1024, 24, 16, 4096, 16, 576));
+        assert_eq!(
+            (
+                v.width,
+                v.layers,
+                v.heads,
+                v.mlp_dim,
+                v.patch_size,
+                v.num_patches()
+            ),
+            (1024, 24, 16, 4096, 16, 576)
+        );
         let q = &cfg.gen_vision;
-        assert_eq!((q.codebook_size, q.codebook_embed_dim, q.ch, q.z_channels, q.downsample()), (16384, 8, 128, 256, 16));
+        assert_eq!(
+            (
+                q.codebook_size,
+                q.codebook_embed_dim,
+                q.ch,
+                q.z_channels,
+                q.downsample()
+            ),
+            (16384, 8, 128, 256, 16)
+        );
         assert_eq!(q.ch_mult, vec![1, 1, 2, 2, 4]);
     }
 
     #[test]
     fn select_layer_truncates_the_tower() {
         let language = r#"{"num_hidden_layers": 1}"#;
-        let vision = r#"{"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -2}"#;
+        let vision =
+            r#"{"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -2}"#;
         let cfg = JanusConfig::from_json(&pro_config(language, vision), Path::new("c")).unwrap();
         assert_eq!(cfg.vision.layers, 23);
     }
@@ -586,7 +741,11 @@ mod tests {
     #[test]
     fn mismatched_aligner_is_a_config_error() {
         let vision = r#"{"image_size": 384, "model_name": "siglip_large_patch16_384"}"#;
-        let err = JanusConfig::from_json(&pro_config(r#"{"hidden_size": 2048}"#, vision), Path::new("c")).unwrap_err();
+        let err = JanusConfig::from_json(
+            &pro_config(r#"{"hidden_size": 2048}"#, vision),
+            Path::new("c"),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{err}");
         assert!(err.to_string().contains("LLM hidden size is 2048"), "{err}");
     }

@@ -2,5 +2,8 @@
 pub mod config;
 pub mod weights;
 
-pub use config::{CheckpointFiles, ImageProcessorConfig, JanusConfig, LlamaConfig, ProcessorConfig, SiglipConfig, VqConfig};
+pub use config::{
+    CheckpointFiles, ImageProcessorConfig, JanusConfig, LlamaConfig, ProcessorConfig, SiglipConfig,
+    VqConfig,
+};
 pub use weights::Checkpoint;

@@ -60,7 +60,10 @@ impl Checkpoint {
 
     /// Open one weight file or an `*.index.json` that lists shards.
     pub fn open(path: &Path) -> Result<Self> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let files = if name.ends_with(".index.json") {
             shard_files(path)?
         } else {
@@ -82,14 +85,28 @@ impl Checkpoint {
                 Shard::Safetensors(st) => {
                     for (key, view) in st.tensors() {
                         let dtype = DType::try_from(view.dtype()).map_err(|e| {
-                            Error::Weights(format!("{}: tensor `{key}` has an unsupported dtype: {e}", file.display()))
+                            Error::Weights(format!(
+                                "{}: tensor `{key}` has an unsupported dtype: {e}",
+                                file.display()
+                            ))
                         })?;
-                        entries.insert(key, Entry { shard: i, shape: view.shape().to_vec(), dtype });
+                        entries.insert(
+                            key,
+                            Entry {
+                                shard: i,
+                                shape: view.shape().to_vec(),
+                                dtype,
+                            },
+                        );
                     }
                 }
                 Shard::Pth(pth) => {
                     for (key, info) in pth.tensor_infos() {
-                        let entry = Entry { shard: i, shape: info.layout.dims().to_vec(), dtype: info.dtype };
+                        let entry = Entry {
+                            shard: i,
+                            shape: info.layout.dims().to_vec(),
+                            dtype: info.dtype,
+                        };
                         entries.insert(key.clone(), entry);
                     }
                 }
@@ -97,9 +114,16 @@ impl Checkpoint {
             shards.push(shard);
         }
         if entries.is_empty() {
-            return Err(Error::Weights(format!("{}: no tensors found", path.display())));
+            return Err(Error::Weights(format!(
+                "{}: no tensors found",
+                path.display()
+            )));
         }
-        Ok(Self { files, shards, entries })
+        Ok(Self {
+            files,
+            shards,
+            entries,
+        })
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -122,22 +146,39 @@ impl Checkpoint {
     fn describe_files(&self) -> String {
         match self.files.as_slice() {
             [one] => one.display().to_string(),
-            many => format!("{} shards in {}", many.len(), many[0].parent().unwrap_or(Path::new("")).display()),
+            many => format!(
+                "{} shards in {}",
+                many.len(),
+                many[0].parent().unwrap_or(Path::new("")).display()
+            ),
         }
     }
 
     fn load(&self, name: &str) -> candle_core::Result<Tensor> {
         let entry = self.entries.get(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!("missing tensor `{name}` in {}", self.describe_files()))
+            candle_core::Error::Msg(format!(
+                "missing tensor `{name}` in {}",
+                self.describe_files()
+            ))
         })?;
         let file = &self.files[entry.shard];
         let loaded = match &self.shards[entry.shard] {
             Shard::Safetensors(st) => st.load(name, &Device::Cpu),
             Shard::Pth(pth) => pth.get(name).and_then(|t| {
-                t.ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` vanished from {}", file.display())))
+                t.ok_or_else(|| {
+                    candle_core::Error::Msg(format!(
+                        "tensor `{name}` vanished from {}",
+                        file.display()
+                    ))
+                })
             }),
         };
-        loaded.map_err(|e| candle_core::Error::Msg(format!("cannot read tensor `{name}` from {}: {e}", file.display())))
+        loaded.map_err(|e| {
+            candle_core::Error::Msg(format!(
+                "cannot read tensor `{name}` from {}: {e}",
+                file.display()
+            ))
+        })
     }
 }
 
@@ -166,8 +207,12 @@ impl SimpleBackend for Checkpoint {
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let entry_dtype = self.entries.get(name).map(|e| e.dtype);
         if let Some(src) = entry_dtype {
-            if !matches!(src, DType::F32 | DType::F16 | DType::BF16 | DType::F64) && dtype.is_float() {
-                candle_core::bail!("tensor `{name}` is stored as {src:?}, expected a floating point tensor");
+            if !matches!(src, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
+                && dtype.is_float()
+            {
+                candle_core::bail!(
+                    "tensor `{name}` is stored as {src:?}, expected a floating point tensor"
+                );
             }
         }
         self.load(name)?.to_dtype(dtype)?.to_device(dev)
@@ -180,7 +225,13 @@ impl SimpleBackend for Checkpoint {
 
 fn open_shard(file: &Path) -> Result<Shard> {
     let is_safetensors = file.extension().is_some_and(|e| e == "safetensors");
-    let wrap = |e: candle_core::Error| Error::Weights(format!("cannot read weight file {}: {}", file.display(), root_message(&e)));
+    let wrap = |e: candle_core::Error| {
+        Error::Weights(format!(
+            "cannot read weight file {}: {}",
+            file.display(),
+            root_message(&e)
+        ))
+    };
     if is_safetensors {
         // SAFETY: the file is mapped read-only; like every mmap-based loader (safetensors,
         // candle) we rely on the file not being truncated while the model is loading.
@@ -217,8 +268,14 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
         .into_iter()
         .map(|n| {
             let p = Path::new(n);
-            if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                Err(Error::config(index, format!("shard name {n:?} must be a file name inside the checkpoint folder")))
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                Err(Error::config(
+                    index,
+                    format!("shard name {n:?} must be a file name inside the checkpoint folder"),
+                ))
             } else {
                 Ok(dir.join(p))
             }

@@ -2,7 +2,9 @@
 //! back into the LLM, and `gen_head` turns final-norm hidden states into image-token logits.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
+
+use super::linear::{linear, Linear};
 
 use super::projector::MlpProjector;
 use crate::loading::JanusConfig;
@@ -26,8 +28,16 @@ impl ImageTokenHead {
         Ok(Self {
             gen_embed: embedding(rows, q.codebook_embed_dim, vb.pp("gen_embed"))?,
             gen_aligner: MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("gen_aligner"))?,
-            output_mlp_projector: linear(h.n_embed, h.image_token_embed, vb.pp("gen_head.output_mlp_projector"))?,
-            vision_head: linear(h.image_token_embed, h.image_token_size, vb.pp("gen_head.vision_head"))?,
+            output_mlp_projector: linear(
+                h.n_embed,
+                h.image_token_embed,
+                vb.pp("gen_head.output_mlp_projector"),
+            )?,
+            vision_head: linear(
+                h.image_token_embed,
+                h.image_token_size,
+                vb.pp("gen_head.vision_head"),
+            )?,
             vocab_size: rows,
         })
     }
@@ -39,6 +49,7 @@ impl ImageTokenHead {
 
     /// Image-token logits (…, image_token_size) of final-norm hidden states (…, hidden).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.vision_head.forward(&self.output_mlp_projector.forward(hidden)?.gelu_erf()?)
+        self.vision_head
+            .forward(&self.output_mlp_projector.forward(hidden)?.gelu_erf()?)
     }
 }

@@ -14,7 +14,9 @@ use super::vq::VqModel;
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
-use crate::loading::{Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig};
+use crate::loading::{
+    Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig,
+};
 use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
 
@@ -30,7 +32,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, dtype: None, template: None }
+        Self {
+            device: Device::Cpu,
+            dtype: None,
+            template: None,
+        }
     }
 }
 
@@ -56,7 +62,8 @@ pub struct JanusPro {
 fn weights_err(e: candle_core::Error) -> Error {
     fn root(e: &candle_core::Error) -> String {
         match e {
-            candle_core::Error::WithPath { inner, .. } | candle_core::Error::Context { inner, .. } => root(inner),
+            candle_core::Error::WithPath { inner, .. }
+            | candle_core::Error::Context { inner, .. } => root(inner),
             candle_core::Error::WithBacktrace { inner, .. } => root(inner),
             other => other.to_string(),
         }
@@ -72,7 +79,8 @@ impl JanusPro {
         let image_cfg = if files.preprocessor_config.is_file() {
             ImageProcessorConfig::from_file(&files.preprocessor_config)?
         } else {
-            let mut cfg: ImageProcessorConfig = serde_json::from_str("{}").map_err(|e| Error::config(&files.preprocessor_config, e.to_string()))?;
+            let mut cfg: ImageProcessorConfig = serde_json::from_str("{}")
+                .map_err(|e| Error::config(&files.preprocessor_config, e.to_string()))?;
             cfg.image_size = config.vision.image_size;
             cfg
         };
@@ -102,7 +110,14 @@ impl JanusPro {
         let tokenizer = JanusTokenizer::from_file(&files.tokenizer, &proc_cfg)?;
         let vocab = config.language.vocab_size;
         let s = tokenizer.special;
-        for (name, id) in [("BOS", s.bos), ("EOS", s.eos), ("pad", s.pad), ("image", s.image), ("begin_of_image", s.begin_of_image), ("end_of_image", s.end_of_image)] {
+        for (name, id) in [
+            ("BOS", s.bos),
+            ("EOS", s.eos),
+            ("pad", s.pad),
+            ("image", s.image),
+            ("begin_of_image", s.begin_of_image),
+            ("end_of_image", s.end_of_image),
+        ] {
             if id as usize >= vocab {
                 return Err(Error::Tokenizer(format!(
                     "{name} token id {id} is outside the LLM vocabulary of {vocab} (language_config.vocab_size)"
@@ -116,17 +131,29 @@ impl JanusPro {
         };
 
         let device = opts.device.clone();
-        let dtype = opts.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::BF16 });
+        let dtype = opts.dtype.unwrap_or(if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        });
         let checkpoint = Checkpoint::open_dir(dir)?;
         let weight_files = checkpoint.files().to_vec();
-        let num_parameters = checkpoint.keys().filter_map(|k| checkpoint.shape(k)).map(|s| s.iter().product::<usize>()).sum();
+        let num_parameters = checkpoint
+            .keys()
+            .filter_map(|k| checkpoint.shape(k))
+            .map(|s| s.iter().product::<usize>())
+            .sum();
         let vb = checkpoint.var_builder(dtype, &device);
         let (vision, aligner, llm) = Self::build_modules(&config, &vb).map_err(weights_err)?;
         let image_head = ImageTokenHead::new(&config, &vb).map_err(weights_err)?;
         // The VQ decoder runs in f32 on CPU whatever the LLM dtype (bf16 convs are slow or
         // unsupported there); on GPUs it follows the model dtype.
         let vq_dtype = if device.is_cpu() { DType::F32 } else { dtype };
-        let vq = VqModel::new(&config.gen_vision, vb.pp("gen_vision_model").to_dtype(vq_dtype)).map_err(weights_err)?;
+        let vq = VqModel::new(
+            &config.gen_vision,
+            vb.pp("gen_vision_model").to_dtype(vq_dtype),
+        )
+        .map_err(weights_err)?;
         if config.vision.image_size % config.gen_vision.downsample() != 0 {
             return Err(Error::config(
                 &files.config,
@@ -156,7 +183,10 @@ impl JanusPro {
         })
     }
 
-    fn build_modules(cfg: &JanusConfig, vb: &VarBuilder) -> candle_core::Result<(SiglipVisionTower, MlpProjector, Llama)> {
+    fn build_modules(
+        cfg: &JanusConfig,
+        vb: &VarBuilder,
+    ) -> candle_core::Result<(SiglipVisionTower, MlpProjector, Llama)> {
         let vision = SiglipVisionTower::new(&cfg.vision, vb.pp("vision_model.vision_tower"))?;
         let a = &cfg.aligner;
         let aligner = MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("aligner"))?;
@@ -185,7 +215,13 @@ impl JanusPro {
     pub fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
         let ids = self.tokenizer.encode_with_bos(prompt)?;
         let s = self.tokenizer.special;
-        Ok(expand_image_tokens(&ids, s.image, s.begin_of_image, s.end_of_image, self.num_image_tokens))
+        Ok(expand_image_tokens(
+            &ids,
+            s.image,
+            s.begin_of_image,
+            s.end_of_image,
+            self.num_image_tokens,
+        ))
     }
 
     pub fn render_prompt(&self, system_prompt: &str, messages: &[Message]) -> String {
@@ -206,7 +242,9 @@ impl JanusPro {
         let s = self.image_processor.image_size;
         match pixel_values.dims() {
             [_, 3, h, w] if *h == s && *w == s => Ok(()),
-            other => Err(Error::input(format!("pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"))),
+            other => Err(Error::input(format!(
+                "pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"
+            ))),
         }
     }
 
@@ -220,7 +258,10 @@ impl JanusPro {
     pub fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
         let width = self.config.vision.width;
         if features.dims().last() != Some(&width) {
-            return Err(Error::input(format!("image features must end in dimension {width}, got {:?}", features.dims())));
+            return Err(Error::input(format!(
+                "image features must end in dimension {width}, got {:?}",
+                features.dims()
+            )));
         }
         Ok(self.aligner.forward(&features.to_dtype(self.dtype)?)?)
     }
@@ -238,7 +279,9 @@ impl JanusPro {
             return Err(Error::input("the prompt has no tokens"));
         }
         if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            return Err(Error::input(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
         }
         let id_tensor = Tensor::new(ids, &self.device)?;
         let text = self.llm.embed(&id_tensor)?; // (T, H)
@@ -248,7 +291,10 @@ impl JanusPro {
             Some(e) => {
                 let (n, tokens, h) = e.dims3()?;
                 if h != self.config.language.hidden_size {
-                    return Err(Error::input(format!("image embeddings have width {h}, expected {}", self.config.language.hidden_size)));
+                    return Err(Error::input(format!(
+                        "image embeddings have width {h}, expected {}",
+                        self.config.language.hidden_size
+                    )));
                 }
                 n * tokens
             }
@@ -270,7 +316,14 @@ impl JanusPro {
                 let index: Vec<u32> = ids
                     .iter()
                     .enumerate()
-                    .map(|(i, &t)| if t == image { next += 1; next - 1 } else { i as u32 })
+                    .map(|(i, &t)| {
+                        if t == image {
+                            next += 1;
+                            next - 1
+                        } else {
+                            i as u32
+                        }
+                    })
                     .collect();
                 table.index_select(&Tensor::new(index.as_slice(), &self.device)?, 0)?
             }
@@ -284,11 +337,16 @@ impl JanusPro {
     pub fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
         let (_, t, h) = inputs_embeds.dims3()?;
         if h != self.config.language.hidden_size {
-            return Err(Error::input(format!("inputs_embeds width {h} differs from the hidden size {}", self.config.language.hidden_size)));
+            return Err(Error::input(format!(
+                "inputs_embeds width {h} differs from the hidden size {}",
+                self.config.language.hidden_size
+            )));
         }
         crate::generation::text::new_token_budget(&self.llm, t.saturating_sub(1), 0)?;
         let mut cache = self.llm.new_cache(t);
-        let hidden = self.llm.forward_embeds(&inputs_embeds.to_dtype(self.dtype)?, &mut cache, None)?;
+        let hidden =
+            self.llm
+                .forward_embeds(&inputs_embeds.to_dtype(self.dtype)?, &mut cache, None)?;
         let logits = self.llm.logits(&hidden)?;
         Ok((hidden, logits))
     }
@@ -310,11 +368,14 @@ impl JanusPro {
             )));
         }
         crate::generation::text::new_token_budget(&self.llm, ids.len(), params.max_new_tokens)?;
-        let image_embeds = if images.is_empty() { None } else { Some(self.image_embeddings(&self.pixel_values(images)?)?) };
+        let image_embeds = if images.is_empty() {
+            None
+        } else {
+            Some(self.image_embeddings(&self.pixel_values(images)?)?)
+        };
         let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
         generate_text(&self.llm, &embeds, params, on_token)
     }
-
 
     /// Side of the generated image-token grid: image_size / VQ down-sampling (24 for 384 px).
     pub fn image_token_grid(&self) -> usize {
@@ -323,7 +384,9 @@ impl JanusPro {
 
     /// Number of distinct image tokens (the VQ codebook / `gen_head` output size).
     pub fn image_vocab_size(&self) -> usize {
-        self.image_head.vocab_size.min(self.config.gen_vision.codebook_size)
+        self.image_head
+            .vocab_size
+            .min(self.config.gen_vision.codebook_size)
     }
 
     /// The official generation prompt: the SFT template with an empty system prompt, then
@@ -334,7 +397,10 @@ impl JanusPro {
         }
         let text = self.template.render_for_reply(
             "",
-            &[Message { role: crate::preprocess::Role::User, content: prompt.to_string() }],
+            &[Message {
+                role: crate::preprocess::Role::User,
+                content: prompt.to_string(),
+            }],
         );
         let mut ids = self.tokenizer.encode_with_bos(&text)?;
         ids.push(self.tokenizer.special.begin_of_image);
@@ -361,7 +427,10 @@ impl JanusPro {
                 params.num_images
             )));
         }
-        let ids = prompts.iter().map(|p| self.generation_prompt_ids(p)).collect::<Result<Vec<_>>>()?;
+        let ids = prompts
+            .iter()
+            .map(|p| self.generation_prompt_ids(p))
+            .collect::<Result<Vec<_>>>()?;
         let grid = self.image_token_grid();
         generate_image_tokens(
             &self.llm,
@@ -389,7 +458,9 @@ impl JanusPro {
     fn check_image_tokens(&self, tokens: &[u32]) -> Result<()> {
         let n = self.image_vocab_size();
         if let Some(bad) = tokens.iter().find(|&&t| t as usize >= n) {
-            return Err(Error::input(format!("image token {bad} is outside the codebook of {n} codes")));
+            return Err(Error::input(format!(
+                "image token {bad} is outside the codebook of {n} codes"
+            )));
         }
         Ok(())
     }
@@ -415,10 +486,16 @@ impl JanusPro {
         let s = self.config.vision.image_size;
         match pixels.dims() {
             [_, 3, h, w] if *h == s && *w == s => {}
-            other => return Err(Error::input(format!("pixels must have shape (n, 3, {s}, {s}), got {other:?}"))),
+            other => {
+                return Err(Error::input(format!(
+                    "pixels must have shape (n, 3, {s}, {s}), got {other:?}"
+                )))
+            }
         }
         if !self.vq.has_encoder() {
-            return Err(Error::Weights("this checkpoint has no VQ encoder weights (gen_vision_model.encoder.*)".into()));
+            return Err(Error::Weights(
+                "this checkpoint has no VQ encoder weights (gen_vision_model.encoder.*)".into(),
+            ));
         }
         let latent = self.vq.encode_latent(&pixels.to_dtype(self.vq_dtype())?)?;
         Ok(self.vq.quantize(&latent)?)
@@ -426,11 +503,18 @@ impl JanusPro {
 
     /// The continuous VQ latent `quant_conv(encoder(x))` (n, embed_dim, g, g).
     pub fn encode_latent(&self, pixels: &Tensor) -> Result<Tensor> {
-        Ok(self.vq.encode_latent(&pixels.to_dtype(self.vq_dtype())?)?.to_dtype(DType::F32)?)
+        Ok(self
+            .vq
+            .encode_latent(&pixels.to_dtype(self.vq_dtype())?)?
+            .to_dtype(DType::F32)?)
     }
 
     fn vq_dtype(&self) -> DType {
-        if self.device.is_cpu() { DType::F32 } else { self.dtype }
+        if self.device.is_cpu() {
+            DType::F32
+        } else {
+            self.dtype
+        }
     }
 
     /// Images resized (bicubic, aspect not kept) to S×S and scaled to [−1, 1], as VQ input.
@@ -448,7 +532,11 @@ impl JanusPro {
             }
             data.extend(chw);
         }
-        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?)
+        Ok(Tensor::from_vec(
+            data,
+            (images.len(), 3, s, s),
+            &self.device,
+        )?)
     }
 
     /// Number of parameters (tensor elements) in the checkpoint's weight files.

@@ -5,7 +5,9 @@
 //! the caller.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
+
+use super::linear::{linear_no_bias, Linear};
 
 use crate::loading::LlamaConfig;
 
@@ -18,13 +20,17 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(num_layers: usize, capacity: usize) -> Self {
         // dim 2 of (batch, kv_heads, seq, head_dim) is the sequence axis.
-        let layers = (0..num_layers).map(|_| candle_nn::kv_cache::KvCache::new(2, capacity)).collect();
+        let layers = (0..num_layers)
+            .map(|_| candle_nn::kv_cache::KvCache::new(2, capacity))
+            .collect();
         Self { layers, capacity }
     }
 
     /// Number of positions already in the cache (the position of the next token).
     pub fn seq_len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.k_cache().current_seq_len())
+        self.layers
+            .first()
+            .map_or(0, |l| l.k_cache().current_seq_len())
     }
 
     pub fn capacity(&self) -> usize {
@@ -50,7 +56,10 @@ impl Rotary {
             .to_dtype(DType::F32)?
             .reshape((cfg.max_position_embeddings, 1))?;
         let freqs = positions.matmul(&inv_freq)?;
-        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
     }
 }
 
@@ -86,7 +95,11 @@ impl Attention {
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let split = |y: Tensor, heads: usize| {
+            y.reshape((b, t, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let q = split(self.q_proj.forward(x)?, self.num_heads)?;
         let k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
@@ -106,15 +119,22 @@ impl Attention {
             scores = scores.broadcast_add(mask)?;
         }
         // Softmax in f32 whatever the activation dtype, as the reference's eager attention.
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let out =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, t, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
 }
 
 fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
     let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?.expand((b, h, rep, t, d))?.reshape((b, h * rep, t, d))
+    x.unsqueeze(2)?
+        .expand((b, h, rep, t, d))?
+        .reshape((b, h * rep, t, d))
 }
 
 struct Mlp {
@@ -151,7 +171,11 @@ impl DecoderLayer {
         Ok(Self {
             input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
             self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
-            post_attention_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            post_attention_layernorm: rms_norm(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
             mlp: Mlp::new(cfg, vb.pp("mlp"))?,
         })
     }
@@ -163,8 +187,15 @@ impl DecoderLayer {
         cache: &mut candle_nn::kv_cache::KvCache,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rotary, cache, mask)?)?;
-        &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?
+        let h = (x + self.self_attn.forward(
+            &self.input_layernorm.forward(x)?,
+            rotary,
+            cache,
+            mask,
+        )?)?;
+        &h + self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?
     }
 }
 
@@ -187,12 +218,19 @@ impl Llama {
             .collect::<Result<Vec<_>>>()?;
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)
+            Linear::from_weights(embed_tokens.embeddings().clone(), None)
         } else {
             linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
         };
         let rotary = Rotary::new(cfg, vb.dtype(), vb.device())?;
-        Ok(Self { embed_tokens, layers, norm, lm_head, rotary, cfg: cfg.clone() })
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            cfg: cfg.clone(),
+        })
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -215,7 +253,12 @@ impl Llama {
     /// of different lengths, left-aligned to a common length): those keys are masked for the
     /// row's real tokens and the row's positions start at 0 after them, so each row computes what
     /// it would alone.
-    pub fn forward_embeds(&self, x: &Tensor, cache: &mut KvCache, left_pad: Option<&[usize]>) -> Result<Tensor> {
+    pub fn forward_embeds(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        left_pad: Option<&[usize]>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let past = cache.seq_len();
         if past + t > self.cfg.max_position_embeddings {
@@ -228,8 +271,16 @@ impl Llama {
         let pads = left_pad.filter(|p| p.iter().any(|&n| n > 0));
         let (cos, sin, mask) = match pads {
             None => {
-                let mask = if t > 1 { Some(causal_mask(t, past, x.dtype(), x.device())?) } else { None };
-                (self.rotary.cos.narrow(0, past, t)?, self.rotary.sin.narrow(0, past, t)?, mask)
+                let mask = if t > 1 {
+                    Some(causal_mask(t, past, x.dtype(), x.device())?)
+                } else {
+                    None
+                };
+                (
+                    self.rotary.cos.narrow(0, past, t)?,
+                    self.rotary.sin.narrow(0, past, t)?,
+                    mask,
+                )
             }
             Some(pads) => {
                 if pads.len() != b {
@@ -241,9 +292,21 @@ impl Llama {
                     .collect();
                 let idx = Tensor::from_vec(positions, b * t, x.device())?;
                 let half = self.cfg.head_dim() / 2;
-                let cos = self.rotary.cos.index_select(&idx, 0)?.reshape((b, t, half))?;
-                let sin = self.rotary.sin.index_select(&idx, 0)?.reshape((b, t, half))?;
-                (cos, sin, Some(padded_causal_mask(pads, t, past, x.dtype(), x.device())?))
+                let cos = self
+                    .rotary
+                    .cos
+                    .index_select(&idx, 0)?
+                    .reshape((b, t, half))?;
+                let sin = self
+                    .rotary
+                    .sin
+                    .index_select(&idx, 0)?
+                    .reshape((b, t, half))?;
+                (
+                    cos,
+                    sin,
+                    Some(padded_causal_mask(pads, t, past, x.dtype(), x.device())?),
+                )
             }
         };
         let mut h = x.clone();
@@ -261,13 +324,20 @@ impl Llama {
     /// Logits of the last position of each row, as f32 (b, vocab).
     pub fn last_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let t = hidden.dim(1)?;
-        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?.to_dtype(DType::F32)
+        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?
+            .to_dtype(DType::F32)
     }
 }
 
 /// Additive mask (b, 1, t, past + t): causal, and a row's padding keys hidden from its real
 /// tokens. Padding queries still see themselves, so no softmax row is empty.
-fn padded_causal_mask(pads: &[usize], t: usize, past: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+fn padded_causal_mask(
+    pads: &[usize],
+    t: usize,
+    past: usize,
+    dtype: DType,
+    dev: &Device,
+) -> Result<Tensor> {
     let total = past + t;
     let hidden = match dtype {
         DType::F16 => -65504.0,
@@ -300,4 +370,3 @@ fn causal_mask(t: usize, past: usize, dtype: DType, dev: &Device) -> Result<Tens
         .collect();
     Tensor::from_vec(mask, (t, total), dev)?.to_dtype(dtype)
 }
-

@@ -1,6 +1,7 @@
 //! Model definitions: encoders, the LLM, and the assembled Janus-Pro model.
 pub mod gen_head;
 pub mod janus_pro;
+pub mod linear;
 pub mod llama;
 pub mod projector;
 pub mod siglip;

@@ -1,7 +1,9 @@
 //! The Janus projectors (`aligner`, `gen_aligner`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{linear, Linear};
 
 /// `MlpProjector` with `projector_type="mlp_gelu"`: Linear, then (GELU, Linear) × (depth − 1).
 /// Keys `layers.0`, `layers.2`, ... (the GELUs at odd indices have no parameters).
@@ -29,4 +31,3 @@ impl Module for MlpProjector {
         Ok(x)
     }
 }
-

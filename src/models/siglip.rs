@@ -4,7 +4,9 @@
 //! The MAP pooling head (`attn_pool.*`) ships in the checkpoint but is never used.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use candle_nn::{conv2d, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+
+use super::linear::{linear, Linear};
 
 use crate::loading::SiglipConfig;
 
@@ -29,7 +31,11 @@ impl Attention {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.heads;
         // (b, n, 3, heads, hd) -> (3, b, heads, n, hd), q/k/v in that order along 3·width.
-        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, self.heads, hd))?.permute((2, 0, 3, 1, 4))?;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, n, 3, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
@@ -92,14 +98,29 @@ pub struct SiglipVisionTower {
 
 impl SiglipVisionTower {
     pub fn new(cfg: &SiglipConfig, vb: VarBuilder) -> Result<Self> {
-        let conv_cfg = Conv2dConfig { stride: cfg.patch_size, ..Default::default() };
-        let patch_embed = conv2d(3, cfg.width, cfg.patch_size, conv_cfg, vb.pp("patch_embed.proj"))?;
+        let conv_cfg = Conv2dConfig {
+            stride: cfg.patch_size,
+            ..Default::default()
+        };
+        let patch_embed = conv2d(
+            3,
+            cfg.width,
+            cfg.patch_size,
+            conv_cfg,
+            vb.pp("patch_embed.proj"),
+        )?;
         let pos_embed = vb.get((1, cfg.num_patches(), cfg.width), "pos_embed")?;
         let blocks = (0..cfg.layers)
             .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let norm = layer_norm(cfg.width, cfg.layer_norm_eps, vb.pp("norm"))?;
-        Ok(Self { patch_embed, pos_embed, blocks, norm, cfg: cfg.clone() })
+        Ok(Self {
+            patch_embed,
+            pos_embed,
+            blocks,
+            norm,
+            cfg: cfg.clone(),
+        })
     }
 
     pub fn config(&self) -> &SiglipConfig {

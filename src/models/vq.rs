@@ -12,7 +12,16 @@ const GROUPS: usize = 32;
 const EPS: f64 = 1e-6;
 
 fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(cin, cout, k, Conv2dConfig { padding: k / 2, ..Default::default() }, vb)
+    conv2d(
+        cin,
+        cout,
+        k,
+        Conv2dConfig {
+            padding: k / 2,
+            ..Default::default()
+        },
+        vb,
+    )
 }
 
 fn swish(x: &Tensor) -> Result<Tensor> {
@@ -34,7 +43,11 @@ impl ResnetBlock {
             conv1: conv(cin, cout, 3, vb.pp("conv1"))?,
             norm2: group_norm(GROUPS, cout, EPS, vb.pp("norm2"))?,
             conv2: conv(cout, cout, 3, vb.pp("conv2"))?,
-            nin_shortcut: if cin != cout { Some(conv(cin, cout, 1, vb.pp("nin_shortcut"))?) } else { None },
+            nin_shortcut: if cin != cout {
+                Some(conv(cin, cout, 1, vb.pp("nin_shortcut"))?)
+            } else {
+                None
+            },
         })
     }
 
@@ -70,11 +83,18 @@ impl AttnBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let hn = self.norm.forward(x)?;
-        let q = self.q.forward(&hn)?.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?; // (b, hw, c)
+        let q = self
+            .q
+            .forward(&hn)?
+            .reshape((b, c, h * w))?
+            .transpose(1, 2)?
+            .contiguous()?; // (b, hw, c)
         let k = self.k.forward(&hn)?.reshape((b, c, h * w))?; // (b, c, hw)
         let v = self.v.forward(&hn)?.reshape((b, c, h * w))?;
         let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k)? * (c as f64).powf(-0.5))?)?; // (b, hw_q, hw_k)
-        let out = v.matmul(&attn.transpose(1, 2)?.contiguous()?)?.reshape((b, c, h, w))?;
+        let out = v
+            .matmul(&attn.transpose(1, 2)?.contiguous()?)?
+            .reshape((b, c, h, w))?;
         x + self.proj_out.forward(&out)?
     }
 }
@@ -114,7 +134,8 @@ impl Mid {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.res2.forward(&self.attn.forward(&self.res1.forward(x)?)?)
+        self.res2
+            .forward(&self.attn.forward(&self.res1.forward(x)?)?)
     }
 }
 
@@ -138,19 +159,36 @@ impl Encoder {
             let mut res = Vec::new();
             let mut attn = Vec::new();
             for j in 0..cfg.num_res_blocks {
-                res.push(ResnetBlock::new(block_in, block_out, vbl.pp(format!("res.{j}")))?);
+                res.push(ResnetBlock::new(
+                    block_in,
+                    block_out,
+                    vbl.pp(format!("res.{j}")),
+                )?);
                 block_in = block_out;
                 if i == n - 1 {
                     attn.push(AttnBlock::new(block_in, vbl.pp(format!("attn.{j}")))?);
                 }
             }
             let resample = if i != n - 1 {
-                let cfg = Conv2dConfig { stride: 2, ..Default::default() };
-                Some(conv2d(block_in, block_in, 3, cfg, vbl.pp("downsample.conv"))?)
+                let cfg = Conv2dConfig {
+                    stride: 2,
+                    ..Default::default()
+                };
+                Some(conv2d(
+                    block_in,
+                    block_in,
+                    3,
+                    cfg,
+                    vbl.pp("downsample.conv"),
+                )?)
             } else {
                 None
             };
-            levels.push(Level { res, attn, resample });
+            levels.push(Level {
+                res,
+                attn,
+                resample,
+            });
         }
         Ok(Self {
             conv_in,
@@ -167,7 +205,11 @@ impl Encoder {
             h = level.forward_blocks(h)?;
             if let Some(down) = &level.resample {
                 // Asymmetric zero padding (right and bottom by one), then a stride-2 conv.
-                h = down.forward(&h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?)?;
+                h = down.forward(&h.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(
+                    D::Minus2,
+                    0,
+                    1,
+                )?)?;
             }
         }
         let h = self.mid.forward(&h)?;
@@ -196,14 +238,26 @@ impl Decoder {
             let mut res = Vec::new();
             let mut attn = Vec::new();
             for j in 0..=cfg.num_res_blocks {
-                res.push(ResnetBlock::new(block_in, block_out, vbl.pp(format!("res.{j}")))?);
+                res.push(ResnetBlock::new(
+                    block_in,
+                    block_out,
+                    vbl.pp(format!("res.{j}")),
+                )?);
                 block_in = block_out;
                 if i == 0 {
                     attn.push(AttnBlock::new(block_in, vbl.pp(format!("attn.{j}")))?);
                 }
             }
-            let resample = if i != n - 1 { Some(conv(block_in, block_in, 3, vbl.pp("upsample.conv"))?) } else { None };
-            levels.push(Level { res, attn, resample });
+            let resample = if i != n - 1 {
+                Some(conv(block_in, block_in, 3, vbl.pp("upsample.conv"))?)
+            } else {
+                None
+            };
+            levels.push(Level {
+                res,
+                attn,
+                resample,
+            });
         }
         Ok(Self {
             conv_in,
@@ -240,13 +294,22 @@ pub struct VqModel {
 impl VqModel {
     /// `vb` points at `gen_vision_model`. The encoder is loaded when its weights are present.
     pub fn new(cfg: &VqConfig, vb: VarBuilder) -> Result<Self> {
-        let embedding = vb.get((cfg.codebook_size, cfg.codebook_embed_dim), "quantize.embedding.weight")?;
-        let codebook = l2_normalize(&embedding.to_dtype(DType::F32)?)?.to_dtype(embedding.dtype())?;
+        let embedding = vb.get(
+            (cfg.codebook_size, cfg.codebook_embed_dim),
+            "quantize.embedding.weight",
+        )?;
+        let codebook =
+            l2_normalize(&embedding.to_dtype(DType::F32)?)?.to_dtype(embedding.dtype())?;
         let has_encoder = vb.contains_tensor("encoder.conv_in.weight");
         let (encoder, quant_conv) = if has_encoder {
             (
                 Some(Encoder::new(cfg, vb.pp("encoder"))?),
-                Some(conv(cfg.z_channels, cfg.codebook_embed_dim, 1, vb.pp("quant_conv"))?),
+                Some(conv(
+                    cfg.z_channels,
+                    cfg.codebook_embed_dim,
+                    1,
+                    vb.pp("quant_conv"),
+                )?),
             )
         } else {
             (None, None)
@@ -255,7 +318,12 @@ impl VqModel {
             encoder,
             quant_conv,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
-            post_quant_conv: conv(cfg.codebook_embed_dim, cfg.z_channels, 1, vb.pp("post_quant_conv"))?,
+            post_quant_conv: conv(
+                cfg.codebook_embed_dim,
+                cfg.z_channels,
+                1,
+                vb.pp("post_quant_conv"),
+            )?,
             codebook,
             cfg: cfg.clone(),
         })
@@ -274,14 +342,19 @@ impl VqModel {
         let n = codes.dim(0)?;
         let e = self.cfg.codebook_embed_dim;
         let z = self.codebook.index_select(&codes.flatten_all()?, 0)?; // (n·g², e)
-        let z = z.reshape((n, grid, grid, e))?.permute((0, 3, 1, 2))?.contiguous()?;
+        let z = z
+            .reshape((n, grid, grid, e))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
         self.decoder.forward(&self.post_quant_conv.forward(&z)?)
     }
 
     /// The continuous latent `quant_conv(encoder(x))` (n, embed_dim, g, g) of images in [−1, 1].
     pub fn encode_latent(&self, x: &Tensor) -> Result<Tensor> {
         let (Some(encoder), Some(quant_conv)) = (&self.encoder, &self.quant_conv) else {
-            candle_core::bail!("this checkpoint has no VQ encoder weights (gen_vision_model.encoder.*)");
+            candle_core::bail!(
+                "this checkpoint has no VQ encoder weights (gen_vision_model.encoder.*)"
+            );
         };
         quant_conv.forward(&encoder.forward(x)?)
     }
@@ -290,7 +363,10 @@ impl VqModel {
     /// (the official `VectorQuantizer` with `l2_norm=True`).
     pub fn quantize(&self, latent: &Tensor) -> Result<Tensor> {
         let (n, e, g1, g2) = latent.dims4()?;
-        let z = latent.permute((0, 2, 3, 1))?.reshape((n * g1 * g2, e))?.to_dtype(DType::F32)?;
+        let z = latent
+            .permute((0, 2, 3, 1))?
+            .reshape((n * g1 * g2, e))?
+            .to_dtype(DType::F32)?;
         let z = l2_normalize(&z)?;
         let book = self.codebook.to_dtype(DType::F32)?;
         // |z|² + |c|² − 2 z·c, as the reference computes it.
@@ -305,6 +381,10 @@ impl VqModel {
 
 /// Rows divided by `max(‖row‖₂, 1e-12)` (`F.normalize(p=2, dim=-1)`).
 fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
     x.broadcast_div(&norm)
 }

@@ -20,7 +20,9 @@ impl Role {
         match s.trim().to_ascii_lowercase().as_str() {
             "user" | "<|user|>" => Ok(Role::User),
             "assistant" | "<|assistant|>" => Ok(Role::Assistant),
-            _ => Err(Error::input(format!("unknown role {s:?}: use \"user\" or \"assistant\""))),
+            _ => Err(Error::input(format!(
+                "unknown role {s:?}: use \"user\" or \"assistant\""
+            ))),
         }
     }
 }
@@ -41,10 +43,16 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     pub fn janus_pro() -> Self {
-        Self { user: "<|User|>".into(), assistant: "<|Assistant|>".into() }
+        Self {
+            user: "<|User|>".into(),
+            assistant: "<|Assistant|>".into(),
+        }
     }
     pub fn plain() -> Self {
-        Self { user: "User".into(), assistant: "Assistant".into() }
+        Self {
+            user: "User".into(),
+            assistant: "Assistant".into(),
+        }
     }
 
     fn role(&self, role: Role) -> &str {
@@ -82,8 +90,12 @@ impl ChatTemplate {
     /// appended unless the conversation already ends with one.
     pub fn render_for_reply(&self, system_prompt: &str, messages: &[Message]) -> String {
         let mut msgs = messages.to_vec();
-        if !matches!(msgs.last(), Some(Message { role: Role::Assistant, content }) if content.trim().is_empty()) {
-            msgs.push(Message { role: Role::Assistant, content: String::new() });
+        if !matches!(msgs.last(), Some(Message { role: Role::Assistant, content }) if content.trim().is_empty())
+        {
+            msgs.push(Message {
+                role: Role::Assistant,
+                content: String::new(),
+            });
         }
         self.render(system_prompt, &msgs)
     }
@@ -91,7 +103,13 @@ impl ChatTemplate {
 
 /// Replace every `image` id by `[begin, image × n, end]` (official `add_image_token` with
 /// `add_special_token=False`). Returns the new ids and the number of images found.
-pub fn expand_image_tokens(ids: &[u32], image: u32, begin: u32, end: u32, n: usize) -> (Vec<u32>, usize) {
+pub fn expand_image_tokens(
+    ids: &[u32],
+    image: u32,
+    begin: u32,
+    end: u32,
+    n: usize,
+) -> (Vec<u32>, usize) {
     let count = ids.iter().filter(|&&t| t == image).count();
     let mut out = Vec::with_capacity(ids.len() + count * (n + 1));
     for &t in ids {
@@ -111,13 +129,19 @@ mod tests {
     use super::*;
 
     fn msg(role: Role, content: &str) -> Message {
-        Message { role, content: content.into() }
+        Message {
+            role,
+            content: content.into(),
+        }
     }
 
     #[test]
     fn understanding_prompt_matches_official() {
         let t = ChatTemplate::janus_pro();
-        let p = t.render_for_reply(DEFAULT_SYSTEM_PROMPT, &[msg(Role::User, "<image_placeholder>\nWhat is this?")]);
+        let p = t.render_for_reply(
+            DEFAULT_SYSTEM_PROMPT,
+            &[msg(Role::User, "<image_placeholder>\nWhat is this?")],
+        );
         assert_eq!(
             p,
             format!("{DEFAULT_SYSTEM_PROMPT}\n\n<|User|>: <image_placeholder>\nWhat is this?\n\n<|Assistant|>:")
@@ -129,15 +153,25 @@ mod tests {
         let t = ChatTemplate::plain();
         let p = t.render_for_reply(
             "",
-            &[msg(Role::User, " hi "), msg(Role::Assistant, "hello"), msg(Role::User, "again")],
+            &[
+                msg(Role::User, " hi "),
+                msg(Role::Assistant, "hello"),
+                msg(Role::User, "again"),
+            ],
         );
-        assert_eq!(p, "User: hi\n\nAssistant: hello<｜end▁of▁sentence｜>User: again\n\nAssistant:");
+        assert_eq!(
+            p,
+            "User: hi\n\nAssistant: hello<｜end▁of▁sentence｜>User: again\n\nAssistant:"
+        );
     }
 
     #[test]
     fn generation_prompt_has_no_system() {
         let t = ChatTemplate::janus_pro();
-        assert_eq!(t.render_for_reply("", &[msg(Role::User, "a red cat")]), "<|User|>: a red cat\n\n<|Assistant|>:");
+        assert_eq!(
+            t.render_for_reply("", &[msg(Role::User, "a red cat")]),
+            "<|User|>: a red cat\n\n<|Assistant|>:"
+        );
     }
 
     #[test]

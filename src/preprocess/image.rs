@@ -33,7 +33,11 @@ impl RgbImage {
                 width as usize * height as usize * 3
             )));
         }
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Decode an encoded image (PNG, JPEG, WebP, GIF, BMP, TIFF) and convert it to RGB the way
@@ -50,9 +54,13 @@ impl RgbImage {
         limits.max_image_height = Some(MAX_IMAGE_SIDE);
         reader.limits(limits);
         if reader.format().is_none() {
-            return Err(Error::Image("unrecognised image format (expected PNG, JPEG, WebP, GIF, BMP or TIFF)".into()));
+            return Err(Error::Image(
+                "unrecognised image format (expected PNG, JPEG, WebP, GIF, BMP or TIFF)".into(),
+            ));
         }
-        let img = reader.decode().map_err(|e| Error::Image(format!("cannot decode image: {e}")))?;
+        let img = reader
+            .decode()
+            .map_err(|e| Error::Image(format!("cannot decode image: {e}")))?;
         let rgb = img.to_rgb8();
         Self::new(rgb.width(), rgb.height(), rgb.into_raw())
     }
@@ -135,7 +143,11 @@ impl ImageProcessor {
             return img.clone();
         }
         let side = w.max(h);
-        let (x0, y0) = if w > h { (0, (w - h) / 2) } else { ((h - w) / 2, 0) };
+        let (x0, y0) = if w > h {
+            (0, (w - h) / 2)
+        } else {
+            ((h - w) / 2, 0)
+        };
         let mut data = Vec::with_capacity(side * side * 3);
         for _ in 0..side * side {
             data.extend_from_slice(&self.background);
@@ -145,7 +157,11 @@ impl ImageProcessor {
             let start = ((y + y0) * side + x0) * 3;
             data[start..start + w * 3].copy_from_slice(src);
         }
-        RgbImage { width: side as u32, height: side as u32, data }
+        RgbImage {
+            width: side as u32,
+            height: side as u32,
+            data,
+        }
     }
 
     /// Rescale and normalise an already-square image into CHW f32 pixel values.
@@ -220,6 +236,9 @@ mod tests {
     fn bad_images_are_errors() {
         assert!(matches!(RgbImage::new(0, 3, vec![]), Err(Error::Image(_))));
         assert!(matches!(RgbImage::decode(b""), Err(Error::Image(_))));
-        assert!(matches!(RgbImage::decode(b"not an image at all"), Err(Error::Image(_))));
+        assert!(matches!(
+            RgbImage::decode(b"not an image at all"),
+            Err(Error::Image(_))
+        ));
     }
 }

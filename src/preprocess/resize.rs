@@ -50,11 +50,19 @@ fn precompute(in_size: usize, out_size: usize) -> Coeffs {
         for (x, &kx) in k.iter().enumerate().take(xmax) {
             let w = if ww != 0.0 { kx / ww } else { kx };
             let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 { (-0.5 + fixed) as i32 } else { (0.5 + fixed) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (-0.5 + fixed) as i32
+            } else {
+                (0.5 + fixed) as i32
+            };
         }
         bounds.push((xmin, xmax));
     }
-    Coeffs { ksize, bounds, weights }
+    Coeffs {
+        ksize,
+        bounds,
+        weights,
+    }
 }
 
 fn clip8(v: i32) -> u8 {
@@ -142,7 +150,9 @@ mod tests {
     fn constant_image_stays_constant() {
         let img = vec![77u8; 13 * 7 * 3];
         for (ow, oh) in [(5, 3), (40, 21), (13, 2), (1, 1)] {
-            assert!(resize_bicubic_rgb(&img, 13, 7, ow, oh).iter().all(|&v| v == 77));
+            assert!(resize_bicubic_rgb(&img, 13, 7, ow, oh)
+                .iter()
+                .all(|&v| v == 77));
         }
     }
 
@@ -151,8 +161,13 @@ mod tests {
         for (i, o) in [(80, 64), (10, 64), (1000, 14), (7, 7)] {
             let c = precompute(i, o);
             for xx in 0..o {
-                let s: i32 = c.weights[xx * c.ksize..xx * c.ksize + c.bounds[xx].1].iter().sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= c.bounds[xx].1 as i32, "{i}->{o} at {xx}: {s}");
+                let s: i32 = c.weights[xx * c.ksize..xx * c.ksize + c.bounds[xx].1]
+                    .iter()
+                    .sum();
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= c.bounds[xx].1 as i32,
+                    "{i}->{o} at {xx}: {s}"
+                );
             }
         }
     }

@@ -35,7 +35,10 @@ impl JanusTokenizer {
             .map_err(|e| Error::Tokenizer(format!("cannot load {}: {e}", path.display())))?;
         let need = |token: &str| {
             inner.token_to_id(token).ok_or_else(|| {
-                Error::Tokenizer(format!("{} has no token {token:?}, which this model needs", path.display()))
+                Error::Tokenizer(format!(
+                    "{} has no token {token:?}, which this model needs",
+                    path.display()
+                ))
             })
         };
         let eos = need(EOS_TOKEN)?;

@@ -48,5 +48,7 @@ pub fn panic_to_py_err(payload: Box<dyn std::any::Any + Send>) -> PyErr {
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
-    to_py_err(Error::Candle(candle_core::Error::Msg(format!("unexpected internal failure (please report it): {what}"))))
+    to_py_err(Error::Candle(candle_core::Error::Msg(format!(
+        "unexpected internal failure (please report it): {what}"
+    ))))
 }

@@ -16,11 +16,15 @@ use crate::generation::{ImageGenerationParams, SamplingConfig, TextGenerationPar
 use crate::preprocess::{ChatTemplate, Message, RgbImage, Role};
 use crate::{JanusPro, LoadOptions};
 
+type F32Array<'py> = Bound<'py, PyArrayDyn<f32>>;
+
 fn rgb_from_numpy(a: &PyReadonlyArrayDyn<u8>) -> Result<RgbImage> {
     let (data, shape) = numpy_to_vec(a);
     match shape.as_slice() {
         [h, w, 3] => RgbImage::new(*w as u32, *h as u32, data),
-        other => Err(Error::Image(format!("expected an HxWx3 uint8 array, got shape {other:?}"))),
+        other => Err(Error::Image(format!(
+            "expected an HxWx3 uint8 array, got shape {other:?}"
+        ))),
     }
 }
 
@@ -61,7 +65,10 @@ where
     });
     match result {
         Ok(v) => Ok(v),
-        Err(e) => Err(callback_error.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(e)),
+        Err(e) => Err(callback_error
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(e)),
     }
 }
 
@@ -81,11 +88,21 @@ impl JanusProModel {
     /// Load a checkpoint folder (official deepseek-ai layout).
     #[staticmethod]
     #[pyo3(signature = (path, device="cpu", dtype=None, roles=None))]
-    fn load(py: Python<'_>, path: PathBuf, device: &str, dtype: Option<&str>, roles: Option<(String, String)>) -> PyResult<Self> {
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        device: &str,
+        dtype: Option<&str>,
+        roles: Option<(String, String)>,
+    ) -> PyResult<Self> {
         let device = parse_device(device).map_err(to_py_err)?;
         let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
         let template = roles.map(|(user, assistant)| ChatTemplate { user, assistant });
-        let opts = LoadOptions { device, dtype: Some(dtype), template };
+        let opts = LoadOptions {
+            device,
+            dtype: Some(dtype),
+            template,
+        };
         let inner = without_gil(py, move || JanusPro::load(&path, &opts))?;
         Ok(Self { inner })
     }
@@ -96,7 +113,13 @@ impl JanusProModel {
         let c = &m.config;
         let d = PyDict::new(py);
         d.set_item("path", m.dir().display().to_string())?;
-        d.set_item("weight_files", m.weight_files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>())?;
+        d.set_item(
+            "weight_files",
+            m.weight_files()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>(),
+        )?;
         d.set_item("device", device_name(m.device()))?;
         d.set_item("dtype", dtype_name(m.dtype()))?;
         d.set_item("num_parameters", m.num_parameters())?;
@@ -110,10 +133,20 @@ impl JanusProModel {
         d.set_item("vision_layers", c.vision.layers)?;
         d.set_item("image_token_grid", m.image_token_grid())?;
         d.set_item("image_vocab_size", m.image_vocab_size())?;
-        d.set_item("roles", (m.template.user.clone(), m.template.assistant.clone()))?;
+        d.set_item(
+            "roles",
+            (m.template.user.clone(), m.template.assistant.clone()),
+        )?;
         let s = m.tokenizer.special;
         let ids = PyDict::new(py);
-        for (k, v) in [("bos", s.bos), ("eos", s.eos), ("pad", s.pad), ("image", s.image), ("begin_of_image", s.begin_of_image), ("end_of_image", s.end_of_image)] {
+        for (k, v) in [
+            ("bos", s.bos),
+            ("eos", s.eos),
+            ("pad", s.pad),
+            ("image", s.image),
+            ("begin_of_image", s.begin_of_image),
+            ("end_of_image", s.end_of_image),
+        ] {
             ids.set_item(k, v)?;
         }
         d.set_item("special_token_ids", ids)?;
@@ -121,10 +154,19 @@ impl JanusProModel {
     }
 
     /// The SFT prompt for `messages` (list of (role, content)), ending with an assistant turn.
-    fn render_prompt(&self, messages: Vec<(String, String)>, system_prompt: &str) -> PyResult<String> {
+    fn render_prompt(
+        &self,
+        messages: Vec<(String, String)>,
+        system_prompt: &str,
+    ) -> PyResult<String> {
         let msgs = messages
             .into_iter()
-            .map(|(role, content)| Ok(Message { role: Role::parse(&role)?, content }))
+            .map(|(role, content)| {
+                Ok(Message {
+                    role: Role::parse(&role)?,
+                    content,
+                })
+            })
             .collect::<Result<Vec<_>>>()
             .map_err(to_py_err)?;
         Ok(self.inner.render_prompt(system_prompt, &msgs))
@@ -139,12 +181,20 @@ impl JanusProModel {
     #[pyo3(signature = (text, add_bos=false))]
     fn encode(&self, text: &str, add_bos: bool) -> PyResult<Vec<u32>> {
         let t = &self.inner.tokenizer;
-        if add_bos { t.encode_with_bos(text) } else { t.encode_plain(text) }.map_err(to_py_err)
+        if add_bos {
+            t.encode_with_bos(text)
+        } else {
+            t.encode_plain(text)
+        }
+        .map_err(to_py_err)
     }
 
     #[pyo3(signature = (ids, skip_special_tokens=true))]
     fn decode(&self, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
-        self.inner.tokenizer.decode(&ids, skip_special_tokens).map_err(to_py_err)
+        self.inner
+            .tokenizer
+            .decode(&ids, skip_special_tokens)
+            .map_err(to_py_err)
     }
 
     fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -152,15 +202,27 @@ impl JanusProModel {
     }
 
     /// The resize step alone (long side to image_size, bicubic), before padding.
-    fn resize_image<'py>(&self, py: Python<'py>, image: PyReadonlyArrayDyn<u8>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    fn resize_image<'py>(
+        &self,
+        py: Python<'py>,
+        image: PyReadonlyArrayDyn<u8>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
         let img = rgb_from_numpy(&image).map_err(to_py_err)?;
         let out = without_gil(py, || self.inner.image_processor.resize(&img))?;
         vec_to_numpy(py, out.data, &[out.height as usize, out.width as usize, 3])
     }
 
     /// Pixel values (n, 3, S, S) float32 of a list of HxWx3 uint8 images.
-    fn preprocess_images<'py>(&self, py: Python<'py>, images: Vec<PyReadonlyArrayDyn<u8>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let imgs = images.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>().map_err(to_py_err)?;
+    fn preprocess_images<'py>(
+        &self,
+        py: Python<'py>,
+        images: Vec<PyReadonlyArrayDyn<u8>>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let imgs = images
+            .iter()
+            .map(rgb_from_numpy)
+            .collect::<Result<Vec<_>>>()
+            .map_err(to_py_err)?;
         let s = self.inner.image_processor.image_size;
         let data = without_gil(py, || {
             let mut out = Vec::with_capacity(imgs.len() * 3 * s * s);
@@ -173,45 +235,79 @@ impl JanusProModel {
     }
 
     /// SigLIP output (n, tokens, width) for pixel values (n, 3, S, S).
-    fn vision_features<'py>(&self, py: Python<'py>, pixel_values: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn vision_features<'py>(
+        &self,
+        py: Python<'py>,
+        pixel_values: PyReadonlyArrayDyn<f32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (data, shape) = numpy_to_vec(&pixel_values);
-        let out = without_gil(py, || self.inner.vision_features(&self.tensor(data, &shape)?))?;
+        let out = without_gil(py, || {
+            self.inner.vision_features(&self.tensor(data, &shape)?)
+        })?;
         tensor_to_numpy(py, &out)
     }
 
     /// The understanding aligner on SigLIP features.
-    fn align_image_features<'py>(&self, py: Python<'py>, features: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn align_image_features<'py>(
+        &self,
+        py: Python<'py>,
+        features: PyReadonlyArrayDyn<f32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (data, shape) = numpy_to_vec(&features);
-        let out = without_gil(py, || self.inner.align_image_features(&self.tensor(data, &shape)?))?;
+        let out = without_gil(py, || {
+            self.inner.align_image_features(&self.tensor(data, &shape)?)
+        })?;
         tensor_to_numpy(py, &out)
     }
 
     /// Input embeddings (T, hidden) of `ids` with the image positions filled from `pixel_values`.
     #[pyo3(signature = (ids, pixel_values=None))]
-    fn inputs_embeds<'py>(&self, py: Python<'py>, ids: Vec<u32>, pixel_values: Option<PyReadonlyArrayDyn<f32>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn inputs_embeds<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<u32>,
+        pixel_values: Option<PyReadonlyArrayDyn<f32>>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let pixels = pixel_values.map(|p| numpy_to_vec(&p));
         let out = without_gil(py, || {
             let image_embeds = match pixels {
-                Some((data, shape)) => Some(self.inner.image_embeddings(&self.tensor(data, &shape)?)?),
+                Some((data, shape)) => {
+                    Some(self.inner.image_embeddings(&self.tensor(data, &shape)?)?)
+                }
                 None => None,
             };
-            Ok(self.inner.inputs_embeds(&ids, image_embeds.as_ref())?.squeeze(0)?)
+            Ok(self
+                .inner
+                .inputs_embeds(&ids, image_embeds.as_ref())?
+                .squeeze(0)?)
         })?;
         tensor_to_numpy(py, &out)
     }
 
     /// The LLM on input embeddings (T, hidden) or (B, T, hidden): (final-norm hidden, logits).
-    fn forward<'py>(&self, py: Python<'py>, inputs_embeds: PyReadonlyArrayDyn<f32>) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArrayDyn<f32>>)> {
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        inputs_embeds: PyReadonlyArrayDyn<f32>,
+    ) -> PyResult<(F32Array<'py>, F32Array<'py>)> {
         let (data, shape) = numpy_to_vec(&inputs_embeds);
         let batched = shape.len() == 3;
         let (hidden, logits) = without_gil(py, || {
             let x = match shape.as_slice() {
                 [_, _] | [_, _, _] => self.tensor(data, &shape)?,
-                other => return Err(Error::input(format!("inputs_embeds must be (T, hidden) or (B, T, hidden), got {other:?}"))),
+                other => {
+                    return Err(Error::input(format!(
+                        "inputs_embeds must be (T, hidden) or (B, T, hidden), got {other:?}"
+                    )))
+                }
             };
             let x = if batched { x } else { x.unsqueeze(0)? };
             let (h, l) = self.inner.forward(&x)?;
-            Ok(if batched { (h, l) } else { (h.squeeze(0)?, l.squeeze(0)?) })
+            Ok(if batched {
+                (h, l)
+            } else {
+                (h.squeeze(0)?, l.squeeze(0)?)
+            })
         })?;
         Ok((tensor_to_numpy(py, &hidden)?, tensor_to_numpy(py, &logits)?))
     }
@@ -234,9 +330,19 @@ impl JanusProModel {
         seed: Option<u64>,
         on_token: Option<Py<PyAny>>,
     ) -> PyResult<(Vec<u32>, u64)> {
-        let imgs = images.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>().map_err(to_py_err)?;
+        let imgs = images
+            .iter()
+            .map(rgb_from_numpy)
+            .collect::<Result<Vec<_>>>()
+            .map_err(to_py_err)?;
         let seed = seed.unwrap_or_else(crate::generation::sampler::fresh_seed);
-        let sampling = SamplingConfig { do_sample, temperature, top_k, top_p, repetition_penalty };
+        let sampling = SamplingConfig {
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+        };
         sampling.validate().map_err(to_py_err)?;
         let params = TextGenerationParams {
             max_new_tokens,
@@ -245,7 +351,8 @@ impl JanusProModel {
             stop_tokens: vec![self.inner.tokenizer.special.eos],
         };
         let ids = with_python_hook(py, on_token, |hook: &mut dyn FnMut(u32) -> Result<()>| {
-            self.inner.generate_reply_ids(prompt, &imgs, &params, &mut |t| hook(t))
+            self.inner
+                .generate_reply_ids(prompt, &imgs, &params, &mut |t| hook(t))
         })?;
         Ok((ids, seed))
     }
@@ -268,62 +375,120 @@ impl JanusProModel {
         on_step: Option<Py<PyAny>>,
     ) -> PyResult<(Bound<'py, PyArrayDyn<u32>>, u64)> {
         let seed = seed.unwrap_or_else(crate::generation::sampler::fresh_seed);
-        let params = ImageGenerationParams { num_images, cfg_weight, temperature, top_k, top_p, seed };
+        let params = ImageGenerationParams {
+            num_images,
+            cfg_weight,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        };
         let rows = with_python_hook(py, on_step, |hook: &mut dyn FnMut(usize) -> Result<()>| {
-            self.inner.generate_image_tokens(&prompts, &params, max_images, &mut |done, _total| hook(done))
+            self.inner
+                .generate_image_tokens(&prompts, &params, max_images, &mut |done, _total| {
+                    hook(done)
+                })
         })?;
         let (n, len) = (rows.len(), rows.first().map_or(0, Vec::len));
         Ok((vec_to_numpy(py, rows.concat(), &[n, len])?, seed))
     }
 
     /// VQ-decode tokens (n·grid² ids, raster order) to uint8 images (n, H, W, 3).
-    fn decode_image_tokens<'py>(&self, py: Python<'py>, tokens: Vec<u32>, n: usize) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
-        let (data, shape) = without_gil(py, || to_uint8_nhwc(&self.inner.decode_image_tokens(&tokens, n)?))?;
+    fn decode_image_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<u32>,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        let (data, shape) = without_gil(py, || {
+            to_uint8_nhwc(&self.inner.decode_image_tokens(&tokens, n)?)
+        })?;
         vec_to_numpy(py, data, &shape)
     }
 
     /// The VQ decoder's float output (n, 3, H, W), before conversion to uint8.
-    fn decode_image_tokens_float<'py>(&self, py: Python<'py>, tokens: Vec<u32>, n: usize) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn decode_image_tokens_float<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<u32>,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let out = without_gil(py, || self.inner.decode_image_tokens(&tokens, n))?;
         tensor_to_numpy(py, &out)
     }
 
     /// VQ input pixels (n, 3, S, S) in [-1, 1] of HxWx3 uint8 images (resized to S×S).
-    fn vq_pixels<'py>(&self, py: Python<'py>, images: Vec<PyReadonlyArrayDyn<u8>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let imgs = images.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>().map_err(to_py_err)?;
+    fn vq_pixels<'py>(
+        &self,
+        py: Python<'py>,
+        images: Vec<PyReadonlyArrayDyn<u8>>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let imgs = images
+            .iter()
+            .map(rgb_from_numpy)
+            .collect::<Result<Vec<_>>>()
+            .map_err(to_py_err)?;
         let out = without_gil(py, || self.inner.vq_pixels(&imgs))?;
         tensor_to_numpy(py, &out)
     }
 
     /// VQ codes (n, grid²) of VQ input pixels (n, 3, S, S).
-    fn encode_pixels<'py>(&self, py: Python<'py>, pixels: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<u32>>> {
+    fn encode_pixels<'py>(
+        &self,
+        py: Python<'py>,
+        pixels: PyReadonlyArrayDyn<f32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<u32>>> {
         let (data, shape) = numpy_to_vec(&pixels);
-        let codes = without_gil(py, || Ok(self.inner.encode_pixels(&self.tensor(data, &shape)?)?.to_dtype(candle_core::DType::U32)?))?;
+        let codes = without_gil(py, || {
+            Ok(self
+                .inner
+                .encode_pixels(&self.tensor(data, &shape)?)?
+                .to_dtype(candle_core::DType::U32)?)
+        })?;
         let dims = codes.dims().to_vec();
-        let flat = codes.flatten_all().and_then(|t| t.to_vec1::<u32>()).map_err(|e| to_py_err(e.into()))?;
+        let flat = codes
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<u32>())
+            .map_err(|e| to_py_err(e.into()))?;
         vec_to_numpy(py, flat, &dims)
     }
 
     /// The continuous VQ latent quant_conv(encoder(x)) (n, embed_dim, grid, grid).
-    fn encode_latent<'py>(&self, py: Python<'py>, pixels: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn encode_latent<'py>(
+        &self,
+        py: Python<'py>,
+        pixels: PyReadonlyArrayDyn<f32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (data, shape) = numpy_to_vec(&pixels);
         let out = without_gil(py, || self.inner.encode_latent(&self.tensor(data, &shape)?))?;
         tensor_to_numpy(py, &out)
     }
 
     /// `gen_head` logits of final-norm hidden states (..., hidden).
-    fn image_token_logits<'py>(&self, py: Python<'py>, hidden: PyReadonlyArrayDyn<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn image_token_logits<'py>(
+        &self,
+        py: Python<'py>,
+        hidden: PyReadonlyArrayDyn<f32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (data, shape) = numpy_to_vec(&hidden);
         let h = self.inner.config.language.hidden_size;
         if shape.last() != Some(&h) {
-            return Err(to_py_err(Error::input(format!("hidden states must end in dimension {h}, got {shape:?}"))));
+            return Err(to_py_err(Error::input(format!(
+                "hidden states must end in dimension {h}, got {shape:?}"
+            ))));
         }
-        let out = without_gil(py, || self.inner.image_token_logits(&self.tensor(data, &shape)?))?;
+        let out = without_gil(py, || {
+            self.inner.image_token_logits(&self.tensor(data, &shape)?)
+        })?;
         tensor_to_numpy(py, &out)
     }
 
     /// LLM input embeddings (n, hidden) of image tokens (gen_embed -> gen_aligner).
-    fn image_token_embeddings<'py>(&self, py: Python<'py>, tokens: Vec<u32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn image_token_embeddings<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<u32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let out = without_gil(py, || self.inner.image_token_embeddings(&tokens))?;
         tensor_to_numpy(py, &out)
     }

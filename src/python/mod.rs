@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 pub(crate) use errors::to_py_err;
 
 /// Run `f` without the GIL; Rust errors and panics become Python exceptions.
-pub(crate) fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T> + Send) -> PyResult<T> {
+pub(crate) fn without_gil<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> PyResult<T> {
     match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(to_py_err(e)),
@@ -23,7 +26,10 @@ pub(crate) fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T>
 }
 
 /// A tensor as a new numpy float32 array (moves the data, no extra copy).
-pub(crate) fn tensor_to_numpy<'py>(py: Python<'py>, t: &candle_core::Tensor) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+pub(crate) fn tensor_to_numpy<'py>(
+    py: Python<'py>,
+    t: &candle_core::Tensor,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let dims = t.dims().to_vec();
     let data = t
         .to_dtype(candle_core::DType::F32)
@@ -33,13 +39,20 @@ pub(crate) fn tensor_to_numpy<'py>(py: Python<'py>, t: &candle_core::Tensor) -> 
     vec_to_numpy(py, data, &dims)
 }
 
-pub(crate) fn vec_to_numpy<'py, T: numpy::Element>(py: Python<'py>, data: Vec<T>, dims: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
-    let arr = ArrayD::from_shape_vec(IxDyn(dims), data).map_err(|e| to_py_err(Error::input(e.to_string())))?;
+pub(crate) fn vec_to_numpy<'py, T: numpy::Element>(
+    py: Python<'py>,
+    data: Vec<T>,
+    dims: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
+    let arr = ArrayD::from_shape_vec(IxDyn(dims), data)
+        .map_err(|e| to_py_err(Error::input(e.to_string())))?;
     Ok(arr.into_pyarray(py))
 }
 
 /// A numpy array as (row-major data, shape).
-pub(crate) fn numpy_to_vec<T: numpy::Element + Copy>(a: &PyReadonlyArrayDyn<T>) -> (Vec<T>, Vec<usize>) {
+pub(crate) fn numpy_to_vec<T: numpy::Element + Copy>(
+    a: &PyReadonlyArrayDyn<T>,
+) -> (Vec<T>, Vec<usize>) {
     let view = a.as_array();
     (view.iter().copied().collect(), view.shape().to_vec())
 }
