@@ -446,6 +446,13 @@ impl JanusPro {
 
     /// Image-token logits (…, image_vocab) of final-norm hidden states, through `gen_head`.
     pub fn image_token_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = self.config.language.hidden_size;
+        if hidden.dims().last() != Some(&h) {
+            return Err(Error::input(format!(
+                "hidden states must end in dimension {h}, got {:?}",
+                hidden.dims()
+            )));
+        }
         Ok(self.image_head.logits(&hidden.to_dtype(self.dtype)?)?)
     }
 

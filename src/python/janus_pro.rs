@@ -81,6 +81,18 @@ impl JanusProModel {
     fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
         Ok(Tensor::from_vec(data, shape, self.inner.device())?)
     }
+
+    /// numpy float32 in → `f(model, tensor)` without the GIL → numpy float32 out.
+    fn map_array<'py>(
+        &self,
+        py: Python<'py>,
+        input: &PyReadonlyArrayDyn<f32>,
+        f: impl FnOnce(&JanusPro, &Tensor) -> Result<Tensor> + Send,
+    ) -> PyResult<F32Array<'py>> {
+        let (data, shape) = numpy_to_vec(input);
+        let out = without_gil(py, || f(&self.inner, &self.tensor(data, &shape)?))?;
+        tensor_to_numpy(py, &out)
+    }
 }
 
 #[pymethods]
@@ -239,12 +251,8 @@ impl JanusProModel {
         &self,
         py: Python<'py>,
         pixel_values: PyReadonlyArrayDyn<f32>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let (data, shape) = numpy_to_vec(&pixel_values);
-        let out = without_gil(py, || {
-            self.inner.vision_features(&self.tensor(data, &shape)?)
-        })?;
-        tensor_to_numpy(py, &out)
+    ) -> PyResult<F32Array<'py>> {
+        self.map_array(py, &pixel_values, |m, x| m.vision_features(x))
     }
 
     /// The understanding aligner on SigLIP features.
@@ -252,12 +260,8 @@ impl JanusProModel {
         &self,
         py: Python<'py>,
         features: PyReadonlyArrayDyn<f32>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let (data, shape) = numpy_to_vec(&features);
-        let out = without_gil(py, || {
-            self.inner.align_image_features(&self.tensor(data, &shape)?)
-        })?;
-        tensor_to_numpy(py, &out)
+    ) -> PyResult<F32Array<'py>> {
+        self.map_array(py, &features, |m, x| m.align_image_features(x))
     }
 
     /// Input embeddings (T, hidden) of `ids` with the image positions filled from `pixel_values`.
@@ -458,10 +462,8 @@ impl JanusProModel {
         &self,
         py: Python<'py>,
         pixels: PyReadonlyArrayDyn<f32>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let (data, shape) = numpy_to_vec(&pixels);
-        let out = without_gil(py, || self.inner.encode_latent(&self.tensor(data, &shape)?))?;
-        tensor_to_numpy(py, &out)
+    ) -> PyResult<F32Array<'py>> {
+        self.map_array(py, &pixels, |m, x| m.encode_latent(x))
     }
 
     /// `gen_head` logits of final-norm hidden states (..., hidden).
@@ -469,18 +471,8 @@ impl JanusProModel {
         &self,
         py: Python<'py>,
         hidden: PyReadonlyArrayDyn<f32>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let (data, shape) = numpy_to_vec(&hidden);
-        let h = self.inner.config.language.hidden_size;
-        if shape.last() != Some(&h) {
-            return Err(to_py_err(Error::input(format!(
-                "hidden states must end in dimension {h}, got {shape:?}"
-            ))));
-        }
-        let out = without_gil(py, || {
-            self.inner.image_token_logits(&self.tensor(data, &shape)?)
-        })?;
-        tensor_to_numpy(py, &out)
+    ) -> PyResult<F32Array<'py>> {
+        self.map_array(py, &hidden, |m, x| m.image_token_logits(x))
     }
 
     /// LLM input embeddings (n, hidden) of image tokens (gen_embed -> gen_aligner).
