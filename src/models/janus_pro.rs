@@ -109,15 +109,7 @@ impl JanusPro {
         }
         let tokenizer = JanusTokenizer::from_file(&files.tokenizer, &proc_cfg)?;
         let vocab = config.language.vocab_size;
-        let s = tokenizer.special;
-        for (name, id) in [
-            ("BOS", s.bos),
-            ("EOS", s.eos),
-            ("pad", s.pad),
-            ("image", s.image),
-            ("begin_of_image", s.begin_of_image),
-            ("end_of_image", s.end_of_image),
-        ] {
+        for (name, id) in tokenizer.special.named() {
             if id as usize >= vocab {
                 return Err(Error::Tokenizer(format!(
                     "{name} token id {id} is outside the LLM vocabulary of {vocab} (language_config.vocab_size)"

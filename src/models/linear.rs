@@ -35,7 +35,7 @@ const WEIGHT_LEFT_MAX_ROWS: usize = 128;
 impl Linear {
     fn forward_2d(&self, x: &Tensor) -> Result<Tensor> {
         let rows = x.dim(0)?;
-        if !x.device().is_cpu() || rows < 2 || rows > WEIGHT_LEFT_MAX_ROWS {
+        if !x.device().is_cpu() || !(2..=WEIGHT_LEFT_MAX_ROWS).contains(&rows) {
             return self.0.forward(x);
         }
         let y = self.0.weight().matmul(&x.t()?)?.t()?;

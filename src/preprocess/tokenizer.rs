@@ -21,6 +21,20 @@ pub struct SpecialTokens {
     pub end_of_image: u32,
 }
 
+impl SpecialTokens {
+    /// The ids with their names (`bos`, `eos`, `pad`, `image`, `begin_of_image`, `end_of_image`).
+    pub fn named(&self) -> [(&'static str, u32); 6] {
+        [
+            ("bos", self.bos),
+            ("eos", self.eos),
+            ("pad", self.pad),
+            ("image", self.image),
+            ("begin_of_image", self.begin_of_image),
+            ("end_of_image", self.end_of_image),
+        ]
+    }
+}
+
 pub struct JanusTokenizer {
     inner: tokenizers::Tokenizer,
     pub special: SpecialTokens,

@@ -149,16 +149,8 @@ impl JanusProModel {
             "roles",
             (m.template.user.clone(), m.template.assistant.clone()),
         )?;
-        let s = m.tokenizer.special;
         let ids = PyDict::new(py);
-        for (k, v) in [
-            ("bos", s.bos),
-            ("eos", s.eos),
-            ("pad", s.pad),
-            ("image", s.image),
-            ("begin_of_image", s.begin_of_image),
-            ("end_of_image", s.end_of_image),
-        ] {
+        for (k, v) in m.tokenizer.special.named() {
             ids.set_item(k, v)?;
         }
         d.set_item("special_token_ids", ids)?;
