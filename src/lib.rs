@@ -10,6 +10,7 @@ pub mod generation;
 pub mod loading;
 pub mod models;
 pub mod preprocess;
+pub mod profile;
 
 #[cfg(feature = "python")]
 mod python;

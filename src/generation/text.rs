@@ -52,16 +52,24 @@ pub fn generate_text(
         return Ok(generated);
     }
     let mut cache = llm.new_cache(prompt_len + budget);
-    let mut hidden = llm.forward_embeds(inputs_embeds, &mut cache, None)?;
+    let device = inputs_embeds.device();
+    let mut hidden = {
+        let _t = crate::profile::stage("text prefill", device);
+        llm.forward_embeds(inputs_embeds, &mut cache, None)?
+    };
     loop {
-        let logits: Vec<f32> = llm.last_logits(&hidden)?.squeeze(0)?.to_vec1()?;
-        let token = sampler.sample(&logits, &generated);
+        let token = {
+            let _t = crate::profile::stage("lm_head + sample", device);
+            let logits: Vec<f32> = llm.last_logits(&hidden)?.squeeze(0)?.to_vec1()?;
+            sampler.sample(&logits, &generated)
+        };
         generated.push(token);
         on_token(token)?;
         if params.stop_tokens.contains(&token) || generated.len() == budget {
             return Ok(generated);
         }
-        let ids = Tensor::new(&[[token]], inputs_embeds.device())?;
+        let _t = crate::profile::stage("text decode step", device);
+        let ids = Tensor::new(&[[token]], device)?;
         hidden = llm.forward_embeds(&llm.embed(&ids)?, &mut cache, None)?;
     }
 }

@@ -10,16 +10,65 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::pickle::PthTensors;
-use candle_core::safetensors::MmapedSafetensors;
+use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
+use memmap2::{Mmap, UncheckedAdvice};
+use safetensors::tensor::{Metadata, TensorView};
 
 use crate::error::{Error, Result};
 
 enum Shard {
-    Safetensors(MmapedSafetensors),
+    Safetensors(MappedSafetensors),
     Pth(PthTensors),
+}
+
+/// A memory-mapped `.safetensors` file whose header has been validated (offsets inside the
+/// file, no overlaps). Each tensor is copied out and its pages are then released (`MADV_DONTNEED`),
+/// so loading a bf16 checkpoint into f32 peaks at the f32 model plus one tensor instead of
+/// keeping the whole mapped file resident until the load ends.
+struct MappedSafetensors {
+    mmap: Mmap,
+    data_start: usize,
+    metadata: Metadata,
+}
+
+impl MappedSafetensors {
+    fn open(file: &Path) -> candle_core::Result<Self> {
+        let f = std::fs::File::open(file)?;
+        // SAFETY: the file is mapped read-only; like every mmap-based loader (safetensors,
+        // candle) we rely on the file not being truncated while the model is loading.
+        let mmap = unsafe { Mmap::map(&f)? };
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap)
+            .map_err(|e| candle_core::Error::Msg(format!("invalid safetensors file: {e}")))?;
+        Ok(Self {
+            mmap,
+            data_start: 8 + header_len,
+            metadata,
+        })
+    }
+
+    fn load(&self, name: &str) -> candle_core::Result<Tensor> {
+        let info = self
+            .metadata
+            .info(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no tensor `{name}`")))?;
+        let (start, end) = info.data_offsets;
+        // read_metadata checked that every range lies inside the file.
+        let range = self.data_start + start..self.data_start + end;
+        let view = TensorView::new(info.dtype, info.shape.clone(), &self.mmap[range.clone()])
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let tensor = view.load(&Device::Cpu)?;
+        // SAFETY: the bytes were copied into `tensor` and nothing borrows the range any more;
+        // for a read-only file mapping DONTNEED only drops the cached pages (a later read of
+        // the range faults them back in from the file).
+        let _ = unsafe {
+            self.mmap
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, range.start, range.len())
+        };
+        Ok(tensor)
+    }
 }
 
 /// Where a tensor lives and what the file says about it.
@@ -83,8 +132,8 @@ impl Checkpoint {
             let shard = open_shard(file)?;
             match &shard {
                 Shard::Safetensors(st) => {
-                    for (key, view) in st.tensors() {
-                        let dtype = DType::try_from(view.dtype()).map_err(|e| {
+                    for (key, info) in st.metadata.tensors() {
+                        let dtype = DType::try_from(info.dtype).map_err(|e| {
                             Error::Weights(format!(
                                 "{}: tensor `{key}` has an unsupported dtype: {e}",
                                 file.display()
@@ -94,7 +143,7 @@ impl Checkpoint {
                             key,
                             Entry {
                                 shard: i,
-                                shape: view.shape().to_vec(),
+                                shape: info.shape.clone(),
                                 dtype,
                             },
                         );
@@ -163,7 +212,7 @@ impl Checkpoint {
         })?;
         let file = &self.files[entry.shard];
         let loaded = match &self.shards[entry.shard] {
-            Shard::Safetensors(st) => st.load(name, &Device::Cpu),
+            Shard::Safetensors(st) => st.load(name),
             Shard::Pth(pth) => pth.get(name).and_then(|t| {
                 t.ok_or_else(|| {
                     candle_core::Error::Msg(format!(
@@ -233,9 +282,7 @@ fn open_shard(file: &Path) -> Result<Shard> {
         ))
     };
     if is_safetensors {
-        // SAFETY: the file is mapped read-only; like every mmap-based loader (safetensors,
-        // candle) we rely on the file not being truncated while the model is loading.
-        let st = unsafe { MmapedSafetensors::new(file) }.map_err(wrap)?;
+        let st = MappedSafetensors::open(file).map_err(wrap)?;
         Ok(Shard::Safetensors(st))
     } else {
         let pth = PthTensors::new(file, None).map_err(wrap)?;

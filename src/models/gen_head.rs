@@ -1,6 +1,7 @@
 //! The image-token path of Janus-Pro: `gen_embed` → `gen_aligner` feeds sampled image tokens
 //! back into the LLM, and `gen_head` turns final-norm hidden states into image-token logits.
 
+use super::attention::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 
@@ -50,6 +51,6 @@ impl ImageTokenHead {
     /// Image-token logits (…, image_token_size) of final-norm hidden states (…, hidden).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.vision_head
-            .forward(&self.output_mlp_projector.forward(hidden)?.gelu_erf()?)
+            .forward(&gelu_erf(&self.output_mlp_projector.forward(hidden)?)?)
     }
 }

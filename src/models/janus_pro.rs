@@ -243,6 +243,7 @@ impl JanusPro {
     /// SigLIP output (n, tokens, width): all blocks and the final LayerNorm.
     pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
         self.check_pixels(pixel_values)?;
+        let _t = crate::profile::stage("siglip", &self.device);
         Ok(self.vision.forward(&pixel_values.to_dtype(self.dtype)?)?)
     }
 
@@ -255,6 +256,7 @@ impl JanusPro {
                 features.dims()
             )));
         }
+        let _t = crate::profile::stage("aligner", &self.device);
         Ok(self.aligner.forward(&features.to_dtype(self.dtype)?)?)
     }
 
@@ -366,7 +368,9 @@ impl JanusPro {
             Some(self.image_embeddings(&self.pixel_values(images)?)?)
         };
         let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
-        generate_text(&self.llm, &embeds, params, on_token)
+        let reply = generate_text(&self.llm, &embeds, params, on_token);
+        crate::profile::report("understand");
+        reply
     }
 
     /// Side of the generated image-token grid: image_size / VQ down-sampling (24 for 384 px).
@@ -424,7 +428,7 @@ impl JanusPro {
             .map(|p| self.generation_prompt_ids(p))
             .collect::<Result<Vec<_>>>()?;
         let grid = self.image_token_grid();
-        generate_image_tokens(
+        let tokens = generate_image_tokens(
             &self.llm,
             &self.image_head,
             &ids,
@@ -433,7 +437,9 @@ impl JanusPro {
             params,
             &self.device,
             on_step,
-        )
+        );
+        crate::profile::report("image tokens");
+        tokens
     }
 
     /// Image-token logits (…, image_vocab) of final-norm hidden states, through `gen_head`.
@@ -477,7 +483,12 @@ impl JanusPro {
         }
         self.check_image_tokens(tokens)?;
         let codes = Tensor::from_vec(tokens.to_vec(), (n, grid * grid), &self.device)?;
-        Ok(self.vq.decode_codes(&codes, grid)?.to_dtype(DType::F32)?)
+        let images = {
+            let _t = crate::profile::stage("vq decode", &self.device);
+            self.vq.decode_codes(&codes, grid)?.to_dtype(DType::F32)?
+        };
+        crate::profile::report("vq decode");
+        Ok(images)
     }
 
     /// VQ codes (n, g·g) of pixel values (n, 3, S, S) in [−1, 1] (official L2-normalised search).

@@ -7,6 +7,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
+use super::attention::{attention, Mask};
 use super::linear::{linear_no_bias, Linear};
 
 use crate::loading::LlamaConfig;
@@ -106,35 +107,17 @@ impl Attention {
         let (cos, sin) = rotary;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let past = cache.current_seq_len();
         let (k, v) = cache.append(&k, &v)?;
-        let (k, v) = if self.num_kv_heads == self.num_heads {
-            (k, v)
-        } else {
-            let rep = self.num_heads / self.num_kv_heads;
-            (repeat_kv(&k, rep)?, repeat_kv(&v, rep)?)
-        };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        // Softmax in f32 whatever the activation dtype, as the reference's eager attention.
-        let probs =
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-        let out =
-            probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, t, self.num_heads * self.head_dim))?;
+        // No mask tensor means plain causal attention over the cache.
+        let mask = match mask {
+            None => Mask::Causal { past },
+            Some(m) => Mask::Additive(m),
+        };
+        let out = attention(&q, &k, &v, scale, mask)?;
         self.o_proj.forward(&out)
     }
-}
-
-fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
-    let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .expand((b, h, rep, t, d))?
-        .reshape((b, h * rep, t, d))
 }
 
 struct Mlp {
@@ -271,11 +254,7 @@ impl Llama {
         let pads = left_pad.filter(|p| p.iter().any(|&n| n > 0));
         let (cos, sin, mask) = match pads {
             None => {
-                let mask = if t > 1 {
-                    Some(causal_mask(t, past, x.dtype(), x.device())?)
-                } else {
-                    None
-                };
+                let mask = None;
                 (
                     self.rotary.cos.narrow(0, past, t)?,
                     self.rotary.sin.narrow(0, past, t)?,
@@ -360,13 +339,4 @@ fn padded_causal_mask(
         }
     }
     Tensor::from_vec(mask, (pads.len(), 1, t, total), dev)?.to_dtype(dtype)
-}
-
-/// Additive causal mask (t, past + t): 0 where key position ≤ query position, −∞ elsewhere.
-fn causal_mask(t: usize, past: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
-    let total = past + t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (t, total), dev)?.to_dtype(dtype)
 }

@@ -1,5 +1,6 @@
 //! The Janus projectors (`aligner`, `gen_aligner`).
 
+use super::attention::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -26,7 +27,7 @@ impl Module for MlpProjector {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = self.layers[0].forward(x)?;
         for layer in &self.layers[1..] {
-            x = layer.forward(&x.gelu_erf()?)?;
+            x = layer.forward(&gelu_erf(&x)?)?;
         }
         Ok(x)
     }

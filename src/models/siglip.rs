@@ -6,6 +6,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{conv2d, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
+use super::attention::{attention, gelu_erf, Mask};
 use super::linear::{linear, Linear};
 
 use crate::loading::SiglipConfig;
@@ -36,12 +37,8 @@ impl Attention {
             .forward(x)?
             .reshape((b, n, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = (q.matmul(&k.t()?)? * self.scale)?;
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let out = attention(&q, &k, &v, self.scale, Mask::None)?;
         self.proj.forward(&out)
     }
 }
@@ -60,7 +57,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2.forward(&gelu_erf(&self.fc1.forward(x)?)?)
     }
 }
 

@@ -4,36 +4,25 @@
 //! single-head spatial attention. Decoder `conv_blocks` are stored deepest level first.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{conv2d, Conv2dConfig, VarBuilder};
 
+use super::conv::{same_conv2d, SameConv2d};
+use super::group_norm::{group_norm, GroupNorm};
 use crate::loading::VqConfig;
 
 const GROUPS: usize = 32;
 const EPS: f64 = 1e-6;
 
-fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(
-        cin,
-        cout,
-        k,
-        Conv2dConfig {
-            padding: k / 2,
-            ..Default::default()
-        },
-        vb,
-    )
-}
-
-fn swish(x: &Tensor) -> Result<Tensor> {
-    x.silu()
+fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<SameConv2d> {
+    same_conv2d(cin, cout, k, vb)
 }
 
 struct ResnetBlock {
     norm1: GroupNorm,
-    conv1: Conv2d,
+    conv1: SameConv2d,
     norm2: GroupNorm,
-    conv2: Conv2d,
-    nin_shortcut: Option<Conv2d>,
+    conv2: SameConv2d,
+    nin_shortcut: Option<SameConv2d>,
 }
 
 impl ResnetBlock {
@@ -52,8 +41,8 @@ impl ResnetBlock {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&swish(&self.norm1.forward(x)?)?)?;
-        let h = self.conv2.forward(&swish(&self.norm2.forward(&h)?)?)?;
+        let h = self.conv1.forward(&self.norm1.forward_swish(x)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_swish(&h)?)?;
         match &self.nin_shortcut {
             Some(s) => s.forward(x)? + h,
             None => x + h,
@@ -63,10 +52,10 @@ impl ResnetBlock {
 
 struct AttnBlock {
     norm: GroupNorm,
-    q: Conv2d,
-    k: Conv2d,
-    v: Conv2d,
-    proj_out: Conv2d,
+    q: SameConv2d,
+    k: SameConv2d,
+    v: SameConv2d,
+    proj_out: SameConv2d,
 }
 
 impl AttnBlock {
@@ -103,7 +92,8 @@ impl AttnBlock {
 struct Level {
     res: Vec<ResnetBlock>,
     attn: Vec<AttnBlock>,
-    resample: Option<Conv2d>,
+    /// Decoder: the conv after ×2 nearest upsampling; encoder: the stride-2 downsampling conv.
+    resample: Option<Box<dyn Module + Send + Sync>>,
 }
 
 impl Level {
@@ -140,11 +130,11 @@ impl Mid {
 }
 
 pub struct Encoder {
-    conv_in: Conv2d,
+    conv_in: SameConv2d,
     levels: Vec<Level>,
     mid: Mid,
     norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: SameConv2d,
 }
 
 impl Encoder {
@@ -174,13 +164,8 @@ impl Encoder {
                     stride: 2,
                     ..Default::default()
                 };
-                Some(conv2d(
-                    block_in,
-                    block_in,
-                    3,
-                    cfg,
-                    vbl.pp("downsample.conv"),
-                )?)
+                let down = conv2d(block_in, block_in, 3, cfg, vbl.pp("downsample.conv"))?;
+                Some(Box::new(down) as Box<dyn Module + Send + Sync>)
             } else {
                 None
             };
@@ -213,16 +198,16 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(&h)?;
-        self.conv_out.forward(&swish(&self.norm_out.forward(&h)?)?)
+        self.conv_out.forward(&self.norm_out.forward_swish(&h)?)
     }
 }
 
 pub struct Decoder {
-    conv_in: Conv2d,
+    conv_in: SameConv2d,
     mid: Mid,
     levels: Vec<Level>,
     norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: SameConv2d,
 }
 
 impl Decoder {
@@ -249,7 +234,8 @@ impl Decoder {
                 }
             }
             let resample = if i != n - 1 {
-                Some(conv(block_in, block_in, 3, vbl.pp("upsample.conv"))?)
+                let up = conv(block_in, block_in, 3, vbl.pp("upsample.conv"))?;
+                Some(Box::new(up) as Box<dyn Module + Send + Sync>)
             } else {
                 None
             };
@@ -277,15 +263,15 @@ impl Decoder {
                 h = up.forward(&h.upsample_nearest2d(2 * hh, 2 * ww)?)?;
             }
         }
-        self.conv_out.forward(&swish(&self.norm_out.forward(&h)?)?)
+        self.conv_out.forward(&self.norm_out.forward_swish(&h)?)
     }
 }
 
 pub struct VqModel {
     encoder: Option<Encoder>,
-    quant_conv: Option<Conv2d>,
+    quant_conv: Option<SameConv2d>,
     decoder: Decoder,
-    post_quant_conv: Conv2d,
+    post_quant_conv: SameConv2d,
     /// Codebook with L2-normalised rows (codebook_size, embed_dim).
     codebook: Tensor,
     cfg: VqConfig,

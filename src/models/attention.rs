@@ -1,0 +1,329 @@
+//! Scaled dot-product attention shared by SigLIP and the LLM, with a fused f32 CPU path.
+//!
+//! The generic path is candle ops: `softmax(q·kᵀ·scale + mask)` in f32, then `·v`. On CPU it
+//! materialises every intermediate for all heads at once and runs many small multi-threaded
+//! GEMMs; the fused path instead gives each (batch, head) pair to one thread, which computes its
+//! scores with a single-threaded GEMM straight from the strided q/k views (no copies, the scale
+//! folded into the GEMM), applies the causal limit and the softmax in place, and multiplies by v.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Which keys each query may see.
+pub enum Mask<'a> {
+    /// Every key.
+    None,
+    /// Query i (absolute position `past + i`) sees keys 0..=past + i.
+    Causal { past: usize },
+    /// An additive mask broadcastable to (b, heads, tq, tk) (e.g. −∞ on padding keys).
+    Additive(&'a Tensor),
+}
+
+/// `q` (b, heads, tq, d), `k`/`v` (b, kv_heads, tk, d) → (b, tq, heads·d). The last dim of each
+/// must be contiguous; the other strides are free (views of a fused qkv or of a KV cache).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
+    let (b, heads, tq, d) = q.dims4()?;
+    let fused = q.device().is_cpu()
+        && [q, k, v].iter().all(|t| t.dtype() == DType::F32)
+        && [q, k, v].iter().all(|t| t.stride()[3] == 1);
+    let causal_past = match mask {
+        Mask::None => Some(None),
+        Mask::Causal { past } => Some(Some(past)),
+        Mask::Additive(_) => None,
+    };
+    if let (true, Some(causal_past)) = (fused, causal_past) {
+        let op = FusedAttention {
+            scale: scale as f32,
+            causal_past,
+        };
+        return q.apply_op3_no_bwd(k, v, &op);
+    }
+    let kv_heads = k.dim(1)?;
+    let (k, v) = if kv_heads == heads {
+        (k.clone(), v.clone())
+    } else {
+        (
+            repeat_kv(k, heads / kv_heads)?,
+            repeat_kv(v, heads / kv_heads)?,
+        )
+    };
+    let mut scores = (q.contiguous()?.matmul(&k.t()?)? * scale)?;
+    match mask {
+        Mask::None => {}
+        Mask::Causal { past } => {
+            let tk = k.dim(2)?;
+            let m: Vec<f32> = (0..tq)
+                .flat_map(|i| {
+                    (0..tk).map(move |j| {
+                        if j <= past + i {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            let m = Tensor::from_vec(m, (tq, tk), q.device())?.to_dtype(scores.dtype())?;
+            scores = scores.broadcast_add(&m)?;
+        }
+        Mask::Additive(m) => scores = scores.broadcast_add(m)?,
+    }
+    // Softmax in f32 whatever the activation dtype, as the reference's eager attention.
+    let probs =
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    probs
+        .matmul(&v.contiguous()?)?
+        .transpose(1, 2)?
+        .reshape((b, tq, heads * d))
+}
+
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, h, rep, t, d))?
+        .reshape((b, h * rep, t, d))
+}
+
+struct FusedAttention {
+    scale: f32,
+    causal_past: Option<usize>,
+}
+
+/// A strided 4-D view: base offset and strides (b, head, t, ·).
+struct View<'a> {
+    data: &'a [f32],
+    start: usize,
+    stride: [usize; 3],
+}
+
+impl<'a> View<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout) -> Result<Self> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("fused attention expects f32")
+        };
+        let s = layout.stride();
+        Ok(Self {
+            data,
+            start: layout.start_offset(),
+            stride: [s[0], s[1], s[2]],
+        })
+    }
+
+    fn head(&self, b: usize, h: usize) -> *const f32 {
+        self.data[self.start + b * self.stride[0] + h * self.stride[1]..].as_ptr()
+    }
+}
+
+impl CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, heads, tq, d) = ql.shape().dims4()?;
+        let (kb, kv_heads, tk, kd) = kl.shape().dims4()?;
+        if vl.shape().dims() != kl.shape().dims() || kb != b || kd != d || heads % kv_heads != 0 {
+            candle_core::bail!(
+                "fused attention: q {:?}, k {:?}, v {:?} do not fit",
+                ql.shape(),
+                kl.shape(),
+                vl.shape()
+            )
+        }
+        if let Some(past) = self.causal_past {
+            if past + tq != tk {
+                candle_core::bail!("fused attention: {past} past + {tq} new keys but k has {tk}")
+            }
+        }
+        // The views' extents were checked by candle when the layouts were built; every read below
+        // stays inside head (b, h) of its tensor.
+        let (q, k, v) = (View::new(qs, ql)?, View::new(ks, kl)?, View::new(vs, vl)?);
+        let rep = heads / kv_heads;
+        let per_head: Vec<(usize, Vec<f32>)> = (0..b * heads)
+            .into_par_iter()
+            .map(|bh| {
+                let (bi, h) = (bh / heads, bh % heads);
+                let mut scores = vec![0f32; tq * tk];
+                let (qp, kp, vp) = (q.head(bi, h), k.head(bi, h / rep), v.head(bi, h / rep));
+                // SAFETY: scores is (tq × tk) row-major; q is (tq × d) with row stride
+                // q.stride[2]; kᵀ is (d × tk) with column stride k.stride[2]; all inside their
+                // buffers as the layouts describe.
+                unsafe {
+                    gemm::gemm(
+                        tq,
+                        tk,
+                        d,
+                        scores.as_mut_ptr(),
+                        1,
+                        tk as isize,
+                        false,
+                        qp,
+                        1,
+                        q.stride[2] as isize,
+                        kp,
+                        k.stride[2] as isize,
+                        1,
+                        0.0,
+                        self.scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (i, row) in scores.chunks_mut(tk).enumerate() {
+                    let visible = self.causal_past.map_or(tk, |p| (p + i + 1).min(tk));
+                    softmax_in_place(&mut row[..visible]);
+                    row[visible..].fill(0.0);
+                }
+                let mut out = vec![0f32; tq * d];
+                // SAFETY: out is (tq × d) row-major, scores (tq × tk) row-major, v (tk × d)
+                // with row stride v.stride[2].
+                unsafe {
+                    gemm::gemm(
+                        tq,
+                        d,
+                        tk,
+                        out.as_mut_ptr(),
+                        1,
+                        d as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        tk as isize,
+                        vp,
+                        1,
+                        v.stride[2] as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                (bh, out)
+            })
+            .collect();
+        let mut out = vec![0f32; b * tq * heads * d];
+        for (bh, o) in per_head {
+            let (bi, h) = (bh / heads, bh % heads);
+            for (i, row) in o.chunks(d).enumerate() {
+                let at = ((bi * tq + i) * heads + h) * d;
+                out[at..at + d].copy_from_slice(row);
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, tq, heads * d))))
+    }
+}
+
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Exact (erf) GELU; on CPU f32 spread over threads (candle's unary ops run on one).
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()) {
+        return x.gelu_erf();
+    }
+    let data = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; data.len()];
+    out.par_chunks_mut(16384)
+        .zip(data.par_chunks(16384))
+        .for_each(|(o, i)| {
+            for (o, &v) in o.iter_mut().zip(i) {
+                // candle's GeluErf::f32, term for term.
+                *o = (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.)
+                    * 0.5
+                    * v;
+            }
+        });
+    Tensor::from_vec(out, x.shape(), x.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_matches_the_generic_path() {
+        let dev = Device::Cpu;
+        // q/k/v as strided views of one fused projection, as SigLIP has them.
+        let (b, h, t, d) = (2, 3, 7, 8);
+        let qkv = Tensor::randn(0f32, 1.0, (b, t, 3, h, d), &dev).unwrap();
+        let qkv = qkv.permute((2, 0, 3, 1, 4)).unwrap();
+        let (q, k, v) = (qkv.i(0).unwrap(), qkv.i(1).unwrap(), qkv.i(2).unwrap());
+        let fused = attention(&q, &k, &v, 0.3, Mask::None).unwrap();
+        let generic = attention(
+            &q.contiguous().unwrap().to_dtype(DType::F64).unwrap(),
+            &k.to_dtype(DType::F64).unwrap(),
+            &v.to_dtype(DType::F64).unwrap(),
+            0.3,
+            Mask::None,
+        )
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+        assert!(max_diff(&fused, &generic) < 1e-5);
+
+        // Causal with a past: 3 new queries against a 10-key cache view.
+        let k_cache = Tensor::randn(0f32, 1.0, (b, h, 16, d), &dev)
+            .unwrap()
+            .narrow(2, 0, 10)
+            .unwrap();
+        let v_cache = Tensor::randn(0f32, 1.0, (b, h, 16, d), &dev)
+            .unwrap()
+            .narrow(2, 0, 10)
+            .unwrap();
+        let q = Tensor::randn(0f32, 1.0, (b, h, 3, d), &dev).unwrap();
+        let fused = attention(&q, &k_cache, &v_cache, 0.5, Mask::Causal { past: 7 }).unwrap();
+        let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let generic = attention(
+            &f64(&q),
+            &f64(&k_cache),
+            &f64(&v_cache),
+            0.5,
+            Mask::Causal { past: 7 },
+        )
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+        assert!(max_diff(&fused, &generic) < 1e-5);
+    }
+
+    #[test]
+    fn parallel_gelu_is_candles() {
+        let x = Tensor::randn(0f32, 3.0, (3, 40000), &Device::Cpu).unwrap();
+        assert_eq!(
+            max_diff(&gelu_erf(&x).unwrap(), &x.gelu_erf().unwrap()),
+            0.0
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! "Same" 2-D convolution (odd k×k kernel, stride 1, padding k/2) with a fast f32 CPU path.
+//!
+//! candle's CPU conv2d materialises the full im2col matrix (for the VQ decoder's last level,
+//! 384·384 pixels × 128·9 values = 680 MB per conv) before its GEMM. Here the input is copied
+//! once into a zero-padded channels-last buffer; because a padded image row is contiguous, the
+//! k horizontally shifted taps of one kernel row are k·C_in *contiguous* values, so the whole conv
+//! is k GEMMs (one per kernel row, K = k·C_in) over strided views of that buffer, accumulating
+//! straight into the channels-first output. The output is computed over the padded width (the
+//! extra k-1 columns per row are discarded), which is what makes every view a plain strided
+//! matrix. Other devices and dtypes use candle's conv2d.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Conv2dConfig, VarBuilder};
+
+pub struct SameConv2d {
+    /// candle's conv, used off the fast path (CUDA, non-f32).
+    conv: candle_nn::Conv2d,
+    /// CPU f32 only: weights as k blocks of (k·C_in × C_out), index `((dy·k + dx)·C_in + ci)·C_out + co`.
+    cpu_weight: Option<Vec<f32>>,
+    /// CPU f32, 3×3 only: Winograd-transformed weights (see `winograd.rs`).
+    winograd: Option<Vec<f32>>,
+    bias: Option<Vec<f32>>,
+    k: usize,
+    cin: usize,
+    cout: usize,
+}
+
+pub fn same_conv2d(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<SameConv2d> {
+    let config = Conv2dConfig {
+        padding: k / 2,
+        ..Default::default()
+    };
+    let conv = candle_nn::conv2d(cin, cout, k, config, vb.clone())?;
+    let fast = vb.device().is_cpu() && vb.dtype() == DType::F32 && k % 2 == 1;
+    let winograd = if fast && k == 3 {
+        let w = conv.weight().flatten_all()?.to_vec1::<f32>()?;
+        Some(super::winograd::transform_weights(&w, cin, cout))
+    } else {
+        None
+    };
+    let (cpu_weight, bias) = if fast && k != 3 {
+        // (cout, cin, ky, kx) -> (ky, kx, cin, cout)
+        let w = conv.weight().permute((2, 3, 1, 0))?.contiguous()?;
+        let bias = match conv.bias() {
+            Some(b) => Some(b.to_vec1::<f32>()?),
+            None => None,
+        };
+        (Some(w.flatten_all()?.to_vec1::<f32>()?), bias)
+    } else if fast {
+        let bias = match conv.bias() {
+            Some(b) => Some(b.to_vec1::<f32>()?),
+            None => None,
+        };
+        (None, bias)
+    } else {
+        (None, None)
+    };
+    Ok(SameConv2d {
+        conv,
+        cpu_weight,
+        winograd,
+        bias,
+        k,
+        cin,
+        cout,
+    })
+}
+
+impl Module for SameConv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let prepared = self.cpu_weight.is_some() || self.winograd.is_some();
+        if prepared && x.device().is_cpu() && x.dtype() == DType::F32 {
+            x.apply_op1_no_bwd(self)
+        } else {
+            self.conv.forward(x)
+        }
+    }
+}
+
+impl CustomOp1 for SameConv2d {
+    fn name(&self) -> &'static str {
+        "same-conv2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("same-conv2d: expects f32 input")
+        };
+        let (b, c, h, w) = layout.shape().dims4()?;
+        if c != self.cin {
+            candle_core::bail!("same-conv2d: {c} input channels, expected {}", self.cin)
+        }
+        let x = match layout.contiguous_offsets() {
+            Some((start, end)) => &data[start..end],
+            None => candle_core::bail!("same-conv2d: input must be contiguous"),
+        };
+        let mut out = vec![0f32; b * self.cout * h * w];
+        let plane_in = c * h * w;
+        let plane_out = self.cout * h * w;
+        for i in 0..b {
+            let (src, dst) = (
+                &x[i * plane_in..(i + 1) * plane_in],
+                &mut out[i * plane_out..(i + 1) * plane_out],
+            );
+            match (&self.winograd, &self.cpu_weight) {
+                (Some(u), _) => super::winograd::conv3x3(
+                    src,
+                    dst,
+                    u,
+                    self.bias.as_deref(),
+                    (c, h, w),
+                    self.cout,
+                ),
+                (None, Some(weight)) => conv_one(
+                    src,
+                    dst,
+                    weight,
+                    self.bias.as_deref(),
+                    (c, h, w),
+                    self.cout,
+                    self.k,
+                ),
+                (None, None) => candle_core::bail!("same-conv2d: no prepared CPU weights"),
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, self.cout, h, w))))
+    }
+}
+
+/// One image: `x` (C, H, W) -> `out` (C_out, H, W).
+fn conv_one(
+    x: &[f32],
+    out: &mut [f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (c, h, w): (usize, usize, usize),
+    cout: usize,
+    k: usize,
+) {
+    let p = k / 2;
+    let wp = w + 2 * p;
+    let hp = h + 2 * p;
+    let rows = h * wp; // output pixels computed, k-1 junk columns per image row
+                       // The last kernel row reads up to pixel (rows - 1) + (k-1)·wp + (k-1) = hp·wp + k - 2.
+    let mut padded = vec![0f32; (hp * wp + k) * c];
+    // (C, H, W) -> (H+2p, W+2p, C), in blocks of pixels so reads and writes both stay in cache.
+    const BLOCK: usize = 64;
+    for y in 0..h {
+        let dst_row = &mut padded[((y + p) * wp + p) * c..((y + p) * wp + p + w) * c];
+        for x0 in (0..w).step_by(BLOCK) {
+            let x1 = (x0 + BLOCK).min(w);
+            for ci in 0..c {
+                let src = &x[(ci * h + y) * w + x0..(ci * h + y) * w + x1];
+                for (j, v) in src.iter().enumerate() {
+                    dst_row[(x0 + j) * c + ci] = *v;
+                }
+            }
+        }
+    }
+    // Output over the padded width, channels first: acc[co·rows + pixel].
+    let mut acc = vec![0f32; cout * rows];
+    if let Some(bias) = bias {
+        for (co, chunk) in acc.chunks_mut(rows).enumerate() {
+            chunk.fill(bias[co]);
+        }
+    }
+    let kk = k * c;
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    for dy in 0..k {
+        let lhs = &padded[dy * wp * c..];
+        let rhs = &weight[dy * kk * cout..(dy + 1) * kk * cout];
+        debug_assert!((rows - 1) * c + kk <= lhs.len());
+        // SAFETY: dst is (rows × cout) with row stride 1 and column stride `rows` inside
+        // `acc`; lhs is (rows × kk) with row stride c and column stride 1, and its last element
+        // (rows-1)·c + kk - 1 is inside `lhs` (padded holds hp·wp + k pixels); rhs is
+        // (kk × cout) row-major inside `rhs`. No two views alias `acc`.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cout,
+                kk,
+                acc.as_mut_ptr(),
+                rows as isize,
+                1,
+                true,
+                lhs.as_ptr(),
+                1,
+                c as isize,
+                rhs.as_ptr(),
+                1,
+                cout as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    // Drop the junk columns.
+    for co in 0..cout {
+        let src = &acc[co * rows..(co + 1) * rows];
+        let dst = &mut out[co * h * w..(co + 1) * h * w];
+        for y in 0..h {
+            dst[y * w..(y + 1) * w].copy_from_slice(&src[y * wp..y * wp + w]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    fn check(b: usize, cin: usize, cout: usize, k: usize, h: usize, w: usize) {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let conv = same_conv2d(cin, cout, k, vb.pp("c")).unwrap();
+        assert!(conv.cpu_weight.is_some() || conv.winograd.is_some());
+        let x = Tensor::randn(0f32, 1.0, (b, cin, h, w), &dev).unwrap();
+        let fast = conv.forward(&x).unwrap();
+        let reference = conv.conv.forward(&x).unwrap();
+        let err = (fast - &reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = reference
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            err <= 1e-5 * scale,
+            "k={k} {h}x{w}: max err {err} (scale {scale})"
+        );
+    }
+
+    #[test]
+    fn matches_candle_conv2d() {
+        check(1, 8, 5, 3, 7, 9);
+        check(2, 3, 16, 3, 1, 1);
+        check(1, 4, 4, 1, 5, 3);
+        check(2, 6, 7, 5, 6, 4);
+        check(1, 32, 3, 3, 16, 16);
+        check(1, 5, 6, 3, 9, 7); // odd sizes: partial Winograd tiles
+        check(1, 64, 64, 3, 200, 24);
+        check(1, 8, 8, 3, 21, 2000); // 4096 / 1000 tiles: several bands, the last one short
+    }
+}
