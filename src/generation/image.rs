@@ -4,7 +4,7 @@
 //! the KV cache; per step `logits = u + w·(c − u)`, softmax at the temperature, one draw per
 //! image, and the drawn token is fed to both rows through `gen_embed` → `gen_aligner`.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 
 use super::sampler::{Sampler, SamplingConfig};
 use crate::error::{bail_input, Error, Result};
@@ -116,29 +116,109 @@ pub fn generate_image_tokens(
     let flat: Vec<u32> = rows.concat();
     let ids = Tensor::from_vec(flat, (n_rows, prompt_len), device)?;
     let mut cache = llm.new_cache(prompt_len + num_tokens);
-    let mut hidden = llm.forward_embeds(&llm.embed(&ids)?, &mut cache, Some(&pads))?;
+    let mut hidden = {
+        let _t = crate::profile::stage("image prefill", device);
+        llm.forward_embeds(&llm.embed(&ids)?, &mut cache, Some(&pads))?
+    };
+    let on_device = samples_on_device(device, params);
     let mut sampler = Sampler::new(params.sampling(), params.seed)?;
-    let mut out = vec![Vec::with_capacity(num_tokens); n_images];
-    let w = params.cfg_weight as f32;
+    if on_device {
+        device.set_seed(params.seed)?;
+    }
+    let mut host_tokens = vec![Vec::with_capacity(num_tokens); n_images];
+    let mut device_tokens = Vec::with_capacity(if on_device { num_tokens } else { 0 });
+    let w = params.cfg_weight;
     for step in 0..num_tokens {
-        let t = hidden.dim(1)?;
-        let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let logits: Vec<Vec<f32>> = head.logits(&last)?.to_dtype(DType::F32)?.to_vec2()?;
-        let mut tokens = Vec::with_capacity(n_images);
-        for (img, pair) in logits.chunks_exact(2).enumerate() {
-            let (c, u) = (&pair[0], &pair[1]);
-            let guided: Vec<f32> = c.iter().zip(u).map(|(&c, &u)| u + w * (c - u)).collect();
-            let token = sampler.sample(&guided, &[]);
-            out[img].push(token);
-            tokens.push(token);
-        }
+        let tokens = {
+            let _t = crate::profile::stage("gen_head + sample", device);
+            let t = hidden.dim(1)?;
+            let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
+            let logits = head.logits(&last)?.to_dtype(DType::F32)?;
+            if on_device {
+                // (rows, V) -> (images, 2, V): row 0 of each pair is conditional.
+                let pairs = logits.reshape((n_images, 2, ()))?;
+                let c = pairs.narrow(1, 0, 1)?.squeeze(1)?;
+                let u = pairs.narrow(1, 1, 1)?.squeeze(1)?;
+                let guided = ((&c - &u)?.affine(w, 0.0)? + &u)?;
+                let tokens = sample_rows_on_device(&guided, params.temperature)?;
+                device_tokens.push(tokens.clone());
+                tokens
+            } else {
+                let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+                let w = w as f32;
+                let mut tokens = Vec::with_capacity(n_images);
+                for (img, pair) in logits.chunks_exact(2).enumerate() {
+                    let (c, u) = (&pair[0], &pair[1]);
+                    let guided: Vec<f32> =
+                        c.iter().zip(u).map(|(&c, &u)| u + w * (c - u)).collect();
+                    let token = sampler.sample(&guided, &[]);
+                    host_tokens[img].push(token);
+                    tokens.push(token);
+                }
+                Tensor::from_vec(tokens, n_images, device)?
+            }
+        };
         on_step(step + 1, num_tokens)?;
         if step + 1 == num_tokens {
             break; // the official loop embeds the last token too, but never uses it
         }
-        let both: Vec<u32> = tokens.iter().flat_map(|&t| [t, t]).collect();
-        let x = head.embed(&Tensor::from_vec(both, (n_rows, 1), device)?)?;
+        let _t = crate::profile::stage("image decode step", device);
+        let both = tokens.unsqueeze(1)?.repeat((1, 2))?.reshape((n_rows, 1))?;
+        let x = head.embed(&both)?;
         hidden = llm.forward_embeds(&x, &mut cache, Some(&pads))?;
     }
-    Ok(out)
+    if on_device {
+        // The only device-to-host copy of the loop.
+        return Ok(Tensor::stack(&device_tokens, 1)?.to_vec2::<u32>()?);
+    }
+    Ok(host_tokens)
+}
+
+/// On a GPU the draw stays on the device (one copy of all tokens at the end instead of the
+/// logits every step). top-k / top-p are only implemented by the host sampler.
+pub fn samples_on_device(device: &Device, params: &ImageGenerationParams) -> bool {
+    !device.is_cpu() && params.top_k.is_none() && params.top_p.is_none()
+}
+
+/// One token per row of `logits` (rows, vocab), drawn from softmax(logits / temperature) on the
+/// logits' device with the Gumbel-max trick: argmax(logits / T − ln(−ln U)), U ~ uniform(0, 1),
+/// which is an exact draw from the softmax. Temperature 0 is the argmax. Returns u32 (rows,).
+pub fn sample_rows_on_device(logits: &Tensor, temperature: f64) -> Result<Tensor> {
+    let logits = logits.to_dtype(DType::F32)?;
+    if temperature == 0.0 {
+        return Ok(logits.argmax(D::Minus1)?);
+    }
+    let u = Tensor::rand(0f32, 1f32, logits.shape(), logits.device())?;
+    // U = 0 gives −ln(−ln 0) = −∞: that entry is never chosen, which is harmless.
+    let gumbel = u.log()?.neg()?.log()?.neg()?;
+    Ok((logits.affine(1.0 / temperature, 0.0)? + gumbel)?.argmax(D::Minus1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gumbel_max_draws_follow_the_softmax() {
+        // probabilities 0.1, 0.2, 0.3, 0.4 at temperature 2 (logits are 2·ln p).
+        let p = [0.1f32, 0.2, 0.3, 0.4];
+        let row: Vec<f32> = p.iter().map(|x| 2.0 * x.ln()).collect();
+        let rows = 20_000;
+        let logits = Tensor::from_vec(row.repeat(rows), (rows, 4), &Device::Cpu).unwrap();
+        let draws: Vec<u32> = sample_rows_on_device(&logits, 2.0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (k, &pk) in p.iter().enumerate() {
+            let freq = draws.iter().filter(|&&d| d == k as u32).count() as f32 / rows as f32;
+            // 5 standard deviations of a binomial proportion with n = 20000.
+            let tol = 5.0 * (pk * (1.0 - pk) / rows as f32).sqrt();
+            assert!((freq - pk).abs() < tol, "token {k}: {freq} vs {pk}");
+        }
+        let greedy: Vec<u32> = sample_rows_on_device(&logits.narrow(0, 0, 2).unwrap(), 0.0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(greedy, vec![3, 3]);
+    }
 }
