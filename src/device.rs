@@ -34,6 +34,23 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
         .map_err(|e| Error::Device(format!("CUDA device {ordinal} is not available: {e}")))
 }
 
+/// How many CUDA devices the driver reports; 0 without the `cuda` feature or without a driver.
+#[cfg(feature = "cuda")]
+pub fn cuda_device_count() -> usize {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    // cuInit fails cleanly (no panic) when there is no driver or no device.
+    let count = std::panic::catch_unwind(|| {
+        result::init().ok()?;
+        result::device::get_count().ok()
+    });
+    count.ok().flatten().map_or(0, |n| n.max(0) as usize)
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_device_count() -> usize {
+    0
+}
+
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(ordinal: usize) -> Result<Device> {
     Err(Error::Device(format!(

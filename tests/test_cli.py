@@ -8,6 +8,8 @@ import sys
 
 from PIL import Image
 
+import janus_rs
+
 from conftest import REFERENCE, TINY
 
 
@@ -37,7 +39,8 @@ def test_info():
     r = run("info", "--model", str(TINY))
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
-    assert info["num_image_tokens"] == 16 and info["cuda_compiled"] in (True, False)
+    assert info["num_image_tokens"] == 16 and info["cuda_available"] is janus_rs.cuda_available()
+    assert info["cuda_available"] or info["cuda_unavailable_reason"]
 
 
 def test_errors_exit_nonzero_with_a_message(tmp_path):

@@ -10,6 +10,7 @@ Quick start::
 from __future__ import annotations
 
 from . import _native
+from ._backend import cuda_available, cuda_unavailable_reason
 from .errors import (
     ConfigError,
     ContextLengthError,
@@ -44,5 +45,7 @@ __all__ = [
     "ContextLengthError",
     "DeviceError",
     "InternalError",
+    "cuda_available",
+    "cuda_unavailable_reason",
     "__version__",
 ]

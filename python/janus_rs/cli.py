@@ -54,10 +54,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import _native
+    from . import _backend
 
     info = dict(_load(args).info)
-    info["cuda_compiled"] = bool(_native.cuda_compiled)
+    info["cuda_available"] = _backend.cuda_available()
+    reason = _backend.cuda_unavailable_reason()
+    if reason:
+        info["cuda_unavailable_reason"] = reason
     print(json.dumps(info, indent=2, default=str))
     return 0
 

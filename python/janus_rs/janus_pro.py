@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import _native
+from . import _backend, _native
 from .errors import InputError
 from .generation import GenerationResult, Progress, progress_hook
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
@@ -73,7 +73,7 @@ class JanusPro:
             ConfigError, WeightsError, TokenizerError: a file is unusable (the message names it).
             DeviceError: the device is not available.
         """
-        native = _native.JanusProModel.load(os.fspath(path), device=device, dtype=dtype, roles=roles)
+        native = _backend.module_for(device).JanusProModel.load(os.fspath(path), device=device, dtype=dtype, roles=roles)
         return cls(native)
 
     # ------------------------------------------------------------------ facts

@@ -57,10 +57,21 @@ pub(crate) fn numpy_to_vec<T: numpy::Element + Copy>(
     (view.iter().copied().collect(), view.shape().to_vec())
 }
 
+/// Number of usable CUDA devices (0 in a CPU build or where the driver finds none).
+#[pyfunction]
+fn cuda_device_count() -> usize {
+    crate::device::cuda_device_count()
+}
+
+// The CPU build is `janus_rs._native`; the CUDA build is a second module, `janus_rs._native_cuda`,
+// imported only when a CUDA device is asked for (it links libcuda, so it cannot be imported on
+// machines without the NVIDIA driver).
 #[pymodule]
+#[cfg_attr(feature = "cuda", pyo3(name = "_native_cuda"))]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("cuda_compiled", cfg!(feature = "cuda"))?;
+    m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
     m.add_class::<janus_pro::JanusProModel>()?;
     m.add_function(wrap_pyfunction!(janus_pro::decode_image, m)?)?;
     Ok(())
