@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+import janus_rs
 from janus_rs import JanusPro
 
 
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON (for bench/cpu.py)")
     args = ap.parse_args()
 
     rows = []
@@ -78,6 +80,11 @@ def main() -> None:
     m.decode_tokens(tokens)
     rows.append(("VQ decode, 1 image 384x384", timed(lambda: m.decode_tokens(tokens))))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    if args.json:
+        import json
+
+        print(json.dumps({"name": f"janus-rs {janus_rs.__version__} ({m.dtype})", "rows": rows + [("peak RSS (GB)", rss)]}))
+        return
 
     print(f"janus-rs, {args.model}, dtype {m.dtype}, {m.num_parameters / 1e9:.2f} G parameters")
     print(f"| {'stage':<48} | {'seconds':>8} |")
