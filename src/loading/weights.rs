@@ -15,6 +15,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use memmap2::{Mmap, UncheckedAdvice};
+use rayon::prelude::*;
 use safetensors::tensor::{Metadata, TensorView};
 
 use crate::error::{Error, Result};
@@ -49,7 +50,9 @@ impl MappedSafetensors {
         })
     }
 
-    fn load(&self, name: &str) -> candle_core::Result<Tensor> {
+    /// The tensor in `dtype` on the CPU. 16/32-bit floats to f32 are converted straight from the
+    /// mapped bytes on all threads (candle's `to_dtype` runs on one and needs a copy first).
+    fn load(&self, name: &str, dtype: DType) -> candle_core::Result<Tensor> {
         let info = self
             .metadata
             .info(name)
@@ -57,9 +60,46 @@ impl MappedSafetensors {
         let (start, end) = info.data_offsets;
         // read_metadata checked that every range lies inside the file.
         let range = self.data_start + start..self.data_start + end;
-        let view = TensorView::new(info.dtype, info.shape.clone(), &self.mmap[range.clone()])
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let tensor = view.load(&Device::Cpu)?;
+        let bytes = &self.mmap[range.clone()];
+        let widen: Option<fn(&[u8]) -> f32> = match (info.dtype, dtype) {
+            (safetensors::Dtype::BF16, DType::F32) => {
+                Some(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            }
+            (safetensors::Dtype::F16, DType::F32) => {
+                Some(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            }
+            (safetensors::Dtype::F32, DType::F32) => {
+                Some(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            _ => None,
+        };
+        let tensor = match widen {
+            Some(f) => {
+                let width = info.dtype.bitsize() / 8;
+                let n: usize = info.shape.iter().product();
+                if bytes.len() != n * width {
+                    candle_core::bail!(
+                        "tensor `{name}`: {} bytes for shape {:?}",
+                        bytes.len(),
+                        info.shape
+                    )
+                }
+                let mut data = vec![0f32; n];
+                data.par_chunks_mut(1 << 16)
+                    .zip(bytes.par_chunks(width << 16))
+                    .for_each(|(dst, src)| {
+                        for (d, s) in dst.iter_mut().zip(src.chunks_exact(width)) {
+                            *d = f(s);
+                        }
+                    });
+                Tensor::from_vec(data, info.shape.as_slice(), &Device::Cpu)?
+            }
+            None => {
+                let view = TensorView::new(info.dtype, info.shape.clone(), bytes)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                view.load(&Device::Cpu)?.to_dtype(dtype)?
+            }
+        };
         // SAFETY: the bytes were copied into `tensor` and nothing borrows the range any more;
         // for a read-only file mapping DONTNEED only drops the cached pages (a later read of
         // the range faults them back in from the file).
@@ -203,7 +243,7 @@ impl Checkpoint {
         }
     }
 
-    fn load(&self, name: &str) -> candle_core::Result<Tensor> {
+    fn load(&self, name: &str, dtype: DType) -> candle_core::Result<Tensor> {
         let entry = self.entries.get(name).ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "missing tensor `{name}` in {}",
@@ -212,15 +252,18 @@ impl Checkpoint {
         })?;
         let file = &self.files[entry.shard];
         let loaded = match &self.shards[entry.shard] {
-            Shard::Safetensors(st) => st.load(name),
-            Shard::Pth(pth) => pth.get(name).and_then(|t| {
-                t.ok_or_else(|| {
-                    candle_core::Error::Msg(format!(
-                        "tensor `{name}` vanished from {}",
-                        file.display()
-                    ))
+            Shard::Safetensors(st) => st.load(name, dtype),
+            Shard::Pth(pth) => pth
+                .get(name)
+                .and_then(|t| {
+                    t.ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "tensor `{name}` vanished from {}",
+                            file.display()
+                        ))
+                    })
                 })
-            }),
+                .and_then(|t| t.to_dtype(dtype)),
         };
         loaded.map_err(|e| {
             candle_core::Error::Msg(format!(
@@ -264,7 +307,7 @@ impl SimpleBackend for Checkpoint {
                 );
             }
         }
-        self.load(name)?.to_dtype(dtype)?.to_device(dev)
+        self.load(name, dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
