@@ -35,6 +35,19 @@ def ref_json() -> dict:
     return json.loads((REFERENCE / "reference.json").read_text(encoding="utf-8"))
 
 
+def _cuda_skip_reason() -> str | None:
+    import janus_rs
+
+    reason = janus_rs.cuda_unavailable_reason()
+    return None if reason is None else f"no usable CUDA GPU ({reason})"
+
+
+CUDA_SKIP_REASON = _cuda_skip_reason()
+requires_cuda = pytest.mark.skipif(CUDA_SKIP_REASON is not None, reason=CUDA_SKIP_REASON or "")
+# Parity tests run on every device present; float32 on CUDA must meet the CPU tolerances.
+PARITY_DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
+
+
 @pytest.fixture(scope="session")
 def model():
     from janus_rs import JanusPro

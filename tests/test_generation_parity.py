@@ -4,10 +4,19 @@ multinomial, float32, same weights) on the bundled tiny checkpoint."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from conftest import REFERENCE, rel_err
+from conftest import PARITY_DEVICES, REFERENCE, TINY, rel_err
 
 TOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=PARITY_DEVICES)
+def model(request):
+    """The tiny checkpoint in float32 on each available device (CUDA skipped without a GPU)."""
+    from janus_rs import JanusPro
+
+    return JanusPro.from_pretrained(TINY, device=request.param, dtype="float32")
 
 
 def test_generation_prompt_and_cfg_rows(model, ref, ref_json):

@@ -7,9 +7,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REFERENCE, rel_err
+from conftest import PARITY_DEVICES, REFERENCE, TINY, rel_err
 
 TOL = 1e-4  # relative, float32
+
+
+@pytest.fixture(scope="module", params=PARITY_DEVICES)
+def model(request):
+    """The tiny checkpoint in float32 on each available device (CUDA skipped without a GPU)."""
+    from janus_rs import JanusPro
+
+    return JanusPro.from_pretrained(TINY, device=request.param, dtype="float32")
 INPUT = REFERENCE / "input.png"
 INPUT2 = REFERENCE / "input2.png"
 

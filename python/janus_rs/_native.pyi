@@ -9,6 +9,8 @@ import numpy.typing as npt
 __version__: str
 cuda_compiled: bool
 
+def cuda_device_count() -> int: ...
+
 def decode_image(data: bytes) -> npt.NDArray[np.uint8]: ...
 
 class JanusProModel:
