@@ -77,7 +77,7 @@ def main() -> None:
         cond, uncond = logits[0::2], logits[1::2]
         probs = torch.softmax(uncond + w * (cond - uncond), dim=-1)
         token = torch.multinomial(probs, 1, generator=g)
-        emb = model.model.prepare_embeddings_for_image_generation(torch.cat([token, token], 1).view(-1))
+        emb = model.prepare_embeddings_for_image_generation(torch.cat([token, token], 1).view(-1))
         state[0] = lm(inputs_embeds=emb.unsqueeze(1), cache=cfg_cache, use_cache=True).last_hidden_state[:, -1]
 
     rows.append((f"CFG image-token step, batch 2 (median of {args.steps})", median_step(cfg_step, args.steps)))
