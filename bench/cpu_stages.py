@@ -5,7 +5,9 @@
 
 Stages (as in the PyTorch reference figures): SigLIP + aligner on one image, a 604-token prefill,
 a text decode step, a CFG image-token step (batch 2), the VQ decode of one image; plus load time
-and peak RSS. Prints one table.
+and peak RSS. Prints one table. Whole-stage timings are the best of 3 (SigLIP, VQ decode) or 2
+(prefill) runs after a warm-up, decode steps the median of --steps; bench/reference_stages.py
+times the reference the same way (this machine's timings vary by ±20% from run to run).
 """
 
 from __future__ import annotations
@@ -66,10 +68,10 @@ def main() -> None:
     image = rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)
     px = m.preprocess(image)
     m.vision_features(px)  # warm-up
-    rows.append(("SigLIP + aligner, 1 image", timed(lambda: m.align_image_features(m.vision_features(px)), 2)))
+    rows.append(("SigLIP + aligner, 1 image", timed(lambda: m.align_image_features(m.vision_features(px)), 3)))
     hidden = m.info["hidden_size"]
     embeds = rng.standard_normal((604, hidden), dtype=np.float32)
-    rows.append(("prefill, 604 tokens", timed(lambda: m.forward(embeds))))
+    rows.append(("prefill, 604 tokens", timed(lambda: m.forward(embeds), 2)))
     text = step_times(lambda hook: m.understand(image, "Describe this image.", max_new_tokens=args.steps + 1,
                                                 on_token=hook), args.steps)
     rows.append((f"text decode step (median of {len(text)})", statistics.median(text)))
@@ -78,7 +80,7 @@ def main() -> None:
     rows.append((f"CFG image-token step, batch 2 (median of {len(gen)})", statistics.median(gen)))
     tokens = rng.integers(0, 16384, (1, m.image_token_grid ** 2))
     m.decode_tokens(tokens)
-    rows.append(("VQ decode, 1 image 384x384", timed(lambda: m.decode_tokens(tokens))))
+    rows.append(("VQ decode, 1 image 384x384", timed(lambda: m.decode_tokens(tokens), 3)))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     if args.json:
         import json
