@@ -21,8 +21,9 @@ PYTHON=${PYTHON:-python3}
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 start=$(date +%s)
 
+# (an explicit argument: a sourced script would otherwise see this script's arguments)
 # shellcheck disable=SC1091
-. scripts/cuda_toolchain.sh
+. scripts/cuda_toolchain.sh "${JANUS_CUDA_PREFIX:-$HOME/.cache/janus-rs/cuda13}"
 "$PYTHON" -m maturin --version >/dev/null 2>&1 || "$PYTHON" -m pip install --quiet "maturin>=1.16,<2"
 
 echo "== CUDA core (candle CUDA kernels for compute capability $CUDA_COMPUTE_CAP)" >&2

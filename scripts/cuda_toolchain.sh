@@ -10,6 +10,7 @@
 #   driver's libcuda.so.1 is loaded.
 # * Recipe and measurements: ../shared/reference/candle-build.md (§3, §7).
 PREFIX=${1:-${JANUS_CUDA_PREFIX:-$HOME/.cache/janus-rs/cuda13}}
+mkdir -p "$PREFIX" && PREFIX=$(cd "$PREFIX" && pwd)   # absolute: build scripts run elsewhere
 PYTHON=${PYTHON:-python3}
 if [ ! -x "$PREFIX/nvidia/cu13/bin/nvcc" ]; then
   echo "cuda_toolchain: installing the CUDA 13.0 toolchain wheels into $PREFIX" >&2

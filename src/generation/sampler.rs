@@ -56,6 +56,12 @@ impl SamplingConfig {
     fn is_greedy(&self) -> bool {
         !self.do_sample || self.temperature == 0.0
     }
+
+    /// Greedy without a repetition penalty: the choice is the argmax of the raw logits, which
+    /// can be taken on the device that holds them.
+    pub fn is_plain_argmax(&self) -> bool {
+        self.is_greedy() && self.repetition_penalty.is_none()
+    }
 }
 
 pub struct Sampler {

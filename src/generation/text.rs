@@ -53,6 +53,7 @@ pub fn generate_text(
     }
     let mut cache = llm.new_cache(prompt_len + budget);
     let device = inputs_embeds.device();
+    let on_device_argmax = !device.is_cpu() && params.sampling.is_plain_argmax();
     let mut hidden = {
         let _t = crate::profile::stage("text prefill", device);
         llm.forward_embeds(inputs_embeds, &mut cache, None)?
@@ -60,8 +61,13 @@ pub fn generate_text(
     loop {
         let token = {
             let _t = crate::profile::stage("lm_head + sample", device);
-            let logits: Vec<f32> = llm.last_logits(&hidden)?.squeeze(0)?.to_vec1()?;
-            sampler.sample(&logits, &generated)
+            let logits = llm.last_logits(&hidden)?.squeeze(0)?;
+            if on_device_argmax {
+                // One u32 crosses to the host instead of the vocabulary's logits.
+                logits.argmax(0)?.to_scalar::<u32>()?
+            } else {
+                sampler.sample(&logits.to_vec1::<f32>()?, &generated)
+            }
         };
         generated.push(token);
         on_token(token)?;
