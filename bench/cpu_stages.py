@@ -21,19 +21,11 @@ import numpy as np
 
 import janus_rs
 from janus_rs import JanusPro
+from timing import best_of
 
 
 class _Stop(Exception):
     pass
-
-
-def timed(f, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def step_times(run, steps: int) -> list[float]:
@@ -68,10 +60,10 @@ def main() -> None:
     image = rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)
     px = m.preprocess(image)
     m.vision_features(px)  # warm-up
-    rows.append(("SigLIP + aligner, 1 image", timed(lambda: m.align_image_features(m.vision_features(px)), 3)))
+    rows.append(("SigLIP + aligner, 1 image", best_of(lambda: m.align_image_features(m.vision_features(px)), 3)))
     hidden = m.info["hidden_size"]
     embeds = rng.standard_normal((604, hidden), dtype=np.float32)
-    rows.append(("prefill, 604 tokens", timed(lambda: m.forward(embeds), 2)))
+    rows.append(("prefill, 604 tokens", best_of(lambda: m.forward(embeds), 2)))
     text = step_times(lambda hook: m.understand(image, "Describe this image.", max_new_tokens=args.steps + 1,
                                                 on_token=hook), args.steps)
     rows.append((f"text decode step (median of {len(text)})", statistics.median(text)))
@@ -80,7 +72,7 @@ def main() -> None:
     rows.append((f"CFG image-token step, batch 2 (median of {len(gen)})", statistics.median(gen)))
     tokens = rng.integers(0, 16384, (1, m.image_token_grid ** 2))
     m.decode_tokens(tokens)
-    rows.append(("VQ decode, 1 image 384x384", timed(lambda: m.decode_tokens(tokens), 3)))
+    rows.append(("VQ decode, 1 image 384x384", best_of(lambda: m.decode_tokens(tokens), 3)))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     if args.json:
         import json

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import time
 from pathlib import Path
 
@@ -22,24 +21,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from hf_reference import build_reference_model
-
-
-def best_of(f, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def median_step(step, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from timing import best_of, median_of
 
 
 @torch.no_grad()
@@ -72,7 +54,7 @@ def main() -> None:
         h = lm(inputs_embeds=lm.embed_tokens(token), cache=cache, use_cache=True).last_hidden_state
         last[0] = h
 
-    rows.append((f"text decode step (median of {args.steps})", median_step(text_step, args.steps)))
+    rows.append((f"text decode step (median of {args.steps})", median_of(text_step, args.steps)))
 
     cfg_cache = DynamicCache(config=model.config.text_config)
     prompt = torch.randn(2, 16, hidden, generator=g)
@@ -86,7 +68,7 @@ def main() -> None:
         emb = model.prepare_embeddings_for_image_generation(torch.cat([token, token], 1).view(-1))
         state[0] = lm(inputs_embeds=emb.unsqueeze(1), cache=cfg_cache, use_cache=True).last_hidden_state[:, -1]
 
-    rows.append((f"CFG image-token step, batch 2 (median of {args.steps})", median_step(cfg_step, args.steps)))
+    rows.append((f"CFG image-token step, batch 2 (median of {args.steps})", median_of(cfg_step, args.steps)))
 
     tokens = torch.randint(0, 16384, (1, 576), generator=g)
     model.decode_image_tokens(tokens)  # warm-up

@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_gemm::{gemm_f32, Strided};
+
 /// Which keys each query may see.
 pub enum Mask<'a> {
     /// Every key.
@@ -157,26 +159,26 @@ impl CustomOp3 for FusedAttention {
                 // q.stride[2]; kᵀ is (d × tk) with column stride k.stride[2]; all inside their
                 // buffers as the layouts describe.
                 unsafe {
-                    gemm::gemm(
-                        tq,
-                        tk,
-                        d,
-                        scores.as_mut_ptr(),
-                        1,
-                        tk as isize,
-                        false,
-                        qp,
-                        1,
-                        q.stride[2] as isize,
-                        kp,
-                        k.stride[2] as isize,
-                        1,
+                    gemm_f32(
+                        (tq, tk, d),
+                        Strided {
+                            ptr: scores.as_mut_ptr(),
+                            col_stride: 1,
+                            row_stride: tk,
+                        },
+                        Strided {
+                            ptr: qp,
+                            col_stride: 1,
+                            row_stride: q.stride[2],
+                        },
+                        Strided {
+                            ptr: kp,
+                            col_stride: k.stride[2],
+                            row_stride: 1,
+                        },
                         0.0,
                         self.scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        1,
                     );
                 }
                 for (i, row) in scores.chunks_mut(tk).enumerate() {
@@ -188,26 +190,26 @@ impl CustomOp3 for FusedAttention {
                 // SAFETY: out is (tq × d) row-major, scores (tq × tk) row-major, v (tk × d)
                 // with row stride v.stride[2].
                 unsafe {
-                    gemm::gemm(
-                        tq,
-                        d,
-                        tk,
-                        out.as_mut_ptr(),
-                        1,
-                        d as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        tk as isize,
-                        vp,
-                        1,
-                        v.stride[2] as isize,
+                    gemm_f32(
+                        (tq, d, tk),
+                        Strided {
+                            ptr: out.as_mut_ptr(),
+                            col_stride: 1,
+                            row_stride: d,
+                        },
+                        Strided {
+                            ptr: scores.as_ptr(),
+                            col_stride: 1,
+                            row_stride: tk,
+                        },
+                        Strided {
+                            ptr: vp,
+                            col_stride: 1,
+                            row_stride: v.stride[2],
+                        },
                         0.0,
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        1,
                     );
                 }
                 (bh, out)
@@ -262,7 +264,7 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = x2 * -2.726_142_2e-10 + 2.770_681_4e-8;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
     p = x2 * p + -2.101_024e-6;
     p = x2 * p + -5.692_506_4e-5;
     p = x2 * p + -7.349_906_3e-4;
@@ -281,14 +283,7 @@ mod tests {
     use candle_core::{Device, IndexOp};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        super::super::cpu_gemm::max_abs(&(a - b).unwrap())
     }
 
     #[test]

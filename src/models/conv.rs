@@ -12,6 +12,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
+use super::cpu_gemm::{gemm_f32, Strided};
+
 pub struct SameConv2d {
     /// candle's conv, used off the fast path (CUDA, non-f32).
     conv: candle_nn::Conv2d,
@@ -166,11 +168,6 @@ fn conv_one(
     }
     let kk = k * c;
     let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
     for dy in 0..k {
         let lhs = &padded[dy * wp * c..];
         let rhs = &weight[dy * kk * cout..(dy + 1) * kk * cout];
@@ -180,26 +177,26 @@ fn conv_one(
         // (rows-1)·c + kk - 1 is inside `lhs` (padded holds hp·wp + k pixels); rhs is
         // (kk × cout) row-major inside `rhs`. No two views alias `acc`.
         unsafe {
-            gemm::gemm(
-                rows,
-                cout,
-                kk,
-                acc.as_mut_ptr(),
-                rows as isize,
-                1,
-                true,
-                lhs.as_ptr(),
-                1,
-                c as isize,
-                rhs.as_ptr(),
-                1,
-                cout as isize,
+            gemm_f32(
+                (rows, cout, kk),
+                Strided {
+                    ptr: acc.as_mut_ptr(),
+                    col_stride: rows,
+                    row_stride: 1,
+                },
+                Strided {
+                    ptr: lhs.as_ptr(),
+                    col_stride: 1,
+                    row_stride: c,
+                },
+                Strided {
+                    ptr: rhs.as_ptr(),
+                    col_stride: 1,
+                    row_stride: cout,
+                },
                 1.0,
                 1.0,
-                false,
-                false,
-                false,
-                parallelism,
+                threads,
             );
         }
     }
@@ -215,6 +212,7 @@ fn conv_one(
 
 #[cfg(test)]
 mod tests {
+    use super::super::cpu_gemm::max_abs;
     use super::*;
     use candle_core::Device;
     use candle_nn::VarMap;
@@ -228,21 +226,8 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (b, cin, h, w), &dev).unwrap();
         let fast = conv.forward(&x).unwrap();
         let reference = conv.conv.forward(&x).unwrap();
-        let err = (fast - &reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = reference
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = max_abs(&(fast - &reference).unwrap());
+        let scale = max_abs(&reference);
         assert!(
             err <= 1e-5 * scale,
             "k={k} {h}x{w}: max err {err} (scale {scale})"

@@ -1,6 +1,7 @@
 //! Model definitions: encoders, the LLM, and the assembled Janus-Pro model.
 pub mod attention;
 pub mod conv;
+pub mod cpu_gemm;
 pub mod gen_head;
 pub mod group_norm;
 pub mod janus_pro;

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::cpu_gemm::{gemm_f32, Strided};
+
 /// Transformed weights, laid out [ξ][c_in][c_out], from (c_out, c_in, 3, 3) weights.
 pub fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     let mut u = vec![0f32; 16 * cin * cout];
@@ -106,26 +108,26 @@ pub fn conv3x3(
             // disjoint elements; V_ξ is (t × c) likewise inside `v` (read only); U_ξ is
             // (c × cout) row-major inside `u`.
             unsafe {
-                gemm::gemm(
-                    t,
-                    cout,
-                    c,
-                    m_ptr.0.add(xi * t),
-                    (16 * t) as isize,
-                    1,
-                    false,
-                    v_ptr.0.add(xi * t),
-                    (16 * t) as isize,
-                    1,
-                    u[xi * c * cout..].as_ptr(),
-                    1,
-                    cout as isize,
+                gemm_f32(
+                    (t, cout, c),
+                    Strided {
+                        ptr: m_ptr.0.add(xi * t),
+                        col_stride: 16 * t,
+                        row_stride: 1,
+                    },
+                    Strided {
+                        ptr: v_ptr.0.add(xi * t),
+                        col_stride: 16 * t,
+                        row_stride: 1,
+                    },
+                    Strided {
+                        ptr: u[xi * c * cout..].as_ptr(),
+                        col_stride: 1,
+                        row_stride: cout,
+                    },
                     0.0,
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    1,
                 );
             }
         });
