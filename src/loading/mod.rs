@@ -1,5 +1,6 @@
 //! Checkpoint loading: configs and weights.
 pub mod config;
+pub mod pickle_guard;
 pub mod weights;
 
 pub use config::{

@@ -328,6 +328,7 @@ fn open_shard(file: &Path) -> Result<Shard> {
         let st = MappedSafetensors::open(file).map_err(wrap)?;
         Ok(Shard::Safetensors(st))
     } else {
+        super::pickle_guard::check_torch_pickle(file)?;
         let pth = PthTensors::new(file, None).map_err(wrap)?;
         Ok(Shard::Pth(pth))
     }
