@@ -52,21 +52,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
     let mut scores = (q.contiguous()?.matmul(&k.t()?)? * scale)?;
     match mask {
         Mask::None => {}
+        // One query at the end of the sequence sees every key: no mask needed.
+        Mask::Causal { .. } if tq == 1 => {}
         Mask::Causal { past } => {
-            let tk = k.dim(2)?;
-            let m: Vec<f32> = (0..tq)
-                .flat_map(|i| {
-                    (0..tk).map(move |j| {
-                        if j <= past + i {
-                            0.0
-                        } else {
-                            f32::NEG_INFINITY
-                        }
-                    })
-                })
-                .collect();
-            let m = Tensor::from_vec(m, (tq, tk), q.device())?.to_dtype(scores.dtype())?;
-            scores = scores.broadcast_add(&m)?;
+            let mask = causal_mask(tq, past, scores.dtype(), q.device())?;
+            scores = scores.broadcast_add(&mask)?;
         }
         Mask::Additive(m) => scores = scores.broadcast_add(m)?,
     }
@@ -77,6 +67,28 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
         .matmul(&v.contiguous()?)?
         .transpose(1, 2)?
         .reshape((b, tq, heads * d))
+}
+
+/// Additive causal mask (tq, past + tq): 0 where key ≤ query position, −∞ elsewhere.
+pub fn causal_mask(
+    tq: usize,
+    past: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let tk = past + tq;
+    let m: Vec<f32> = (0..tq)
+        .flat_map(|i| {
+            (0..tk).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(m, (tq, tk), device)?.to_dtype(dtype)
 }
 
 fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
@@ -325,6 +337,21 @@ mod tests {
             &f64(&v_cache),
             0.5,
             Mask::Causal { past: 7 },
+        )
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+        assert!(max_diff(&fused, &generic) < 1e-5);
+
+        // One new query (a decode step): the generic path needs no mask.
+        let q1 = q.narrow(2, 2, 1).unwrap().contiguous().unwrap();
+        let fused = attention(&q1, &k_cache, &v_cache, 0.5, Mask::Causal { past: 9 }).unwrap();
+        let generic = attention(
+            &f64(&q1),
+            &f64(&k_cache),
+            &f64(&v_cache),
+            0.5,
+            Mask::Causal { past: 9 },
         )
         .unwrap()
         .to_dtype(DType::F32)

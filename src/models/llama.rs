@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
-use super::attention::{attention, Mask};
+use super::attention::{attention, causal_mask, Mask};
 use super::linear::{linear_no_bias, Linear};
 
 use crate::loading::LlamaConfig;
@@ -254,7 +254,13 @@ impl Llama {
         let pads = left_pad.filter(|p| p.iter().any(|&n| n > 0));
         let (cos, sin, mask) = match pads {
             None => {
-                let mask = None;
+                // CPU: the fused attention applies the causal limit itself. Elsewhere one
+                // additive mask per forward (not per layer); a single new token needs none.
+                let mask = if t > 1 && !x.device().is_cpu() {
+                    Some(causal_mask(t, past, x.dtype(), x.device())?)
+                } else {
+                    None
+                };
                 (
                     self.rotary.cos.narrow(0, past, t)?,
                     self.rotary.sin.narrow(0, past, t)?,
