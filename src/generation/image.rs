@@ -115,6 +115,7 @@ pub fn generate_image_tokens(
     }
     let flat: Vec<u32> = rows.concat();
     let ids = Tensor::from_vec(flat, (n_rows, prompt_len), device)?;
+    super::limits::check_kv_cache(llm, n_rows, prompt_len + num_tokens, device)?;
     let mut cache = llm.new_cache(prompt_len + num_tokens);
     let mut hidden = {
         let _t = crate::profile::stage("image prefill", device);

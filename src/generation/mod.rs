@@ -1,5 +1,6 @@
 //! Generation loops and the shared sampler.
 pub mod image;
+pub mod limits;
 pub mod postprocess;
 pub mod sampler;
 pub mod text;

@@ -51,8 +51,9 @@ pub fn generate_text(
     if budget == 0 {
         return Ok(generated);
     }
-    let mut cache = llm.new_cache(prompt_len + budget);
     let device = inputs_embeds.device();
+    super::limits::check_kv_cache(llm, 1, prompt_len + budget, device)?;
+    let mut cache = llm.new_cache(prompt_len + budget);
     let on_device_argmax = !device.is_cpu() && params.sampling.is_plain_argmax();
     let mut hidden = {
         let _t = crate::profile::stage("text prefill", device);

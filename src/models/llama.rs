@@ -220,6 +220,11 @@ impl Llama {
         &self.cfg
     }
 
+    /// The dtype of the weights and activations (and of the KV cache).
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.embeddings().dtype()
+    }
+
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache::new(self.layers.len(), capacity)
     }
