@@ -126,39 +126,22 @@ pub fn generate_image_tokens(
     if on_device {
         device.set_seed(params.seed)?;
     }
-    let mut host_tokens = vec![Vec::with_capacity(num_tokens); n_images];
-    let mut device_tokens = Vec::with_capacity(if on_device { num_tokens } else { 0 });
-    let w = params.cfg_weight;
+    let mut steps = Vec::with_capacity(num_tokens); // (images,) u32 per step
     for step in 0..num_tokens {
         let tokens = {
             let _t = crate::profile::stage("gen_head + sample", device);
             let t = hidden.dim(1)?;
             let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-            let logits = head.logits(&last)?.to_dtype(DType::F32)?;
+            let guided = guided_logits(&head.logits(&last)?, n_images, params.cfg_weight)?;
             if on_device {
-                // (rows, V) -> (images, 2, V): row 0 of each pair is conditional.
-                let pairs = logits.reshape((n_images, 2, ()))?;
-                let c = pairs.narrow(1, 0, 1)?.squeeze(1)?;
-                let u = pairs.narrow(1, 1, 1)?.squeeze(1)?;
-                let guided = ((&c - &u)?.affine(w, 0.0)? + &u)?;
-                let tokens = sample_rows_on_device(&guided, params.temperature)?;
-                device_tokens.push(tokens.clone());
-                tokens
+                sample_rows_on_device(&guided, params.temperature)?
             } else {
-                let logits: Vec<Vec<f32>> = logits.to_vec2()?;
-                let w = w as f32;
-                let mut tokens = Vec::with_capacity(n_images);
-                for (img, pair) in logits.chunks_exact(2).enumerate() {
-                    let (c, u) = (&pair[0], &pair[1]);
-                    let guided: Vec<f32> =
-                        c.iter().zip(u).map(|(&c, &u)| u + w * (c - u)).collect();
-                    let token = sampler.sample(&guided, &[]);
-                    host_tokens[img].push(token);
-                    tokens.push(token);
-                }
+                let rows: Vec<Vec<f32>> = guided.to_vec2()?;
+                let tokens: Vec<u32> = rows.iter().map(|r| sampler.sample(r, &[])).collect();
                 Tensor::from_vec(tokens, n_images, device)?
             }
         };
+        steps.push(tokens.clone());
         on_step(step + 1, num_tokens)?;
         if step + 1 == num_tokens {
             break; // the official loop embeds the last token too, but never uses it
@@ -168,11 +151,17 @@ pub fn generate_image_tokens(
         let x = head.embed(&both)?;
         hidden = llm.forward_embeds(&x, &mut cache, Some(&pads))?;
     }
-    if on_device {
-        // The only device-to-host copy of the loop.
-        return Ok(Tensor::stack(&device_tokens, 1)?.to_vec2::<u32>()?);
-    }
-    Ok(host_tokens)
+    // On a GPU the only device-to-host copy of the loop.
+    Ok(Tensor::stack(&steps, 1)?.to_vec2::<u32>()?)
+}
+
+/// CFG on (rows, V) logits whose rows come in (conditional, unconditional) pairs:
+/// `u + w·(c − u)` per image, as f32 (images, V).
+fn guided_logits(logits: &Tensor, n_images: usize, w: f64) -> Result<Tensor> {
+    let pairs = logits.to_dtype(DType::F32)?.reshape((n_images, 2, ()))?;
+    let c = pairs.narrow(1, 0, 1)?.squeeze(1)?;
+    let u = pairs.narrow(1, 1, 1)?.squeeze(1)?;
+    Ok(((&c - &u)?.affine(w, 0.0)? + &u)?)
 }
 
 /// On a GPU the draw stays on the device (one copy of all tokens at the end instead of the
