@@ -15,16 +15,23 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use super::cpu_gemm::{gemm_f32, Strided};
 
 pub struct SameConv2d {
-    /// candle's conv, used off the fast path (CUDA, non-f32).
-    conv: candle_nn::Conv2d,
-    /// CPU f32 only: weights as k blocks of (k·C_in × C_out), index `((dy·k + dx)·C_in + ci)·C_out + co`.
-    cpu_weight: Option<Vec<f32>>,
-    /// CPU f32, 3×3 only: Winograd-transformed weights (see `winograd.rs`).
-    winograd: Option<Vec<f32>>,
-    bias: Option<Vec<f32>>,
-    k: usize,
+    kernel: Kernel,
     cin: usize,
     cout: usize,
+}
+
+/// One form of the weights per conv: the CPU kernels keep only their rearranged copy.
+enum Kernel {
+    /// candle's conv (CUDA, non-f32).
+    Candle(candle_nn::Conv2d),
+    /// CPU f32, 3×3: Winograd-transformed weights (see `winograd.rs`).
+    Winograd { u: Vec<f32>, bias: Option<Vec<f32>> },
+    /// CPU f32, other odd k: k blocks of (k·C_in × C_out), index `((dy·k + dx)·C_in + ci)·C_out + co`.
+    ShiftedGemm {
+        w: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        k: usize,
+    },
 }
 
 pub fn same_conv2d(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<SameConv2d> {
@@ -34,47 +41,36 @@ pub fn same_conv2d(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<
     };
     let conv = candle_nn::conv2d(cin, cout, k, config, vb.clone())?;
     let fast = vb.device().is_cpu() && vb.dtype() == DType::F32 && k % 2 == 1;
-    let winograd = if fast && k == 3 {
-        let w = conv.weight().flatten_all()?.to_vec1::<f32>()?;
-        Some(super::winograd::transform_weights(&w, cin, cout))
+    let kernel = if !fast {
+        Kernel::Candle(conv)
     } else {
-        None
+        let bias = conv.bias().map(|b| b.to_vec1::<f32>()).transpose()?;
+        if k == 3 {
+            let w = conv.weight().flatten_all()?.to_vec1::<f32>()?;
+            let u = super::winograd::transform_weights(&w, cin, cout);
+            Kernel::Winograd { u, bias }
+        } else {
+            // (cout, cin, ky, kx) -> (ky, kx, cin, cout)
+            let w = conv
+                .weight()
+                .permute((2, 3, 1, 0))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Kernel::ShiftedGemm { w, bias, k }
+        }
     };
-    let (cpu_weight, bias) = if fast && k != 3 {
-        // (cout, cin, ky, kx) -> (ky, kx, cin, cout)
-        let w = conv.weight().permute((2, 3, 1, 0))?.contiguous()?;
-        let bias = match conv.bias() {
-            Some(b) => Some(b.to_vec1::<f32>()?),
-            None => None,
-        };
-        (Some(w.flatten_all()?.to_vec1::<f32>()?), bias)
-    } else if fast {
-        let bias = match conv.bias() {
-            Some(b) => Some(b.to_vec1::<f32>()?),
-            None => None,
-        };
-        (None, bias)
-    } else {
-        (None, None)
-    };
-    Ok(SameConv2d {
-        conv,
-        cpu_weight,
-        winograd,
-        bias,
-        k,
-        cin,
-        cout,
-    })
+    Ok(SameConv2d { kernel, cin, cout })
 }
 
 impl Module for SameConv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let prepared = self.cpu_weight.is_some() || self.winograd.is_some();
-        if prepared && x.device().is_cpu() && x.dtype() == DType::F32 {
-            x.apply_op1_no_bwd(self)
-        } else {
-            self.conv.forward(x)
+        match &self.kernel {
+            Kernel::Candle(conv) => conv.forward(x),
+            _ if x.dtype() == DType::F32 => x.apply_op1_no_bwd(self),
+            _ => candle_core::bail!(
+                "same-conv2d: f32 weights need f32 input, got {:?}",
+                x.dtype()
+            ),
         }
     }
 }
@@ -104,25 +100,14 @@ impl CustomOp1 for SameConv2d {
                 &x[i * plane_in..(i + 1) * plane_in],
                 &mut out[i * plane_out..(i + 1) * plane_out],
             );
-            match (&self.winograd, &self.cpu_weight) {
-                (Some(u), _) => super::winograd::conv3x3(
-                    src,
-                    dst,
-                    u,
-                    self.bias.as_deref(),
-                    (c, h, w),
-                    self.cout,
-                ),
-                (None, Some(weight)) => conv_one(
-                    src,
-                    dst,
-                    weight,
-                    self.bias.as_deref(),
-                    (c, h, w),
-                    self.cout,
-                    self.k,
-                ),
-                (None, None) => candle_core::bail!("same-conv2d: no prepared CPU weights"),
+            match &self.kernel {
+                Kernel::Winograd { u, bias } => {
+                    super::winograd::conv3x3(src, dst, u, bias.as_deref(), (c, h, w), self.cout)
+                }
+                Kernel::ShiftedGemm { w: weight, bias, k } => {
+                    conv_one(src, dst, weight, bias.as_deref(), (c, h, w), self.cout, *k)
+                }
+                Kernel::Candle(_) => candle_core::bail!("same-conv2d: no CPU kernel prepared"),
             }
         }
         Ok((CpuStorage::F32(out), Shape::from((b, self.cout, h, w))))
@@ -142,8 +127,9 @@ fn conv_one(
     let p = k / 2;
     let wp = w + 2 * p;
     let hp = h + 2 * p;
-    let rows = h * wp; // output pixels computed, k-1 junk columns per image row
-                       // The last kernel row reads up to pixel (rows - 1) + (k-1)·wp + (k-1) = hp·wp + k - 2.
+    // Output pixels computed: k-1 junk columns per image row. The last kernel row reads up to
+    // pixel (rows - 1) + (k-1)·wp + (k-1) = hp·wp + k - 2.
+    let rows = h * wp;
     let mut padded = vec![0f32; (hp * wp + k) * c];
     // (C, H, W) -> (H+2p, W+2p, C), in blocks of pixels so reads and writes both stay in cache.
     const BLOCK: usize = 64;
@@ -222,10 +208,16 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let conv = same_conv2d(cin, cout, k, vb.pp("c")).unwrap();
-        assert!(conv.cpu_weight.is_some() || conv.winograd.is_some());
+        assert!(!matches!(conv.kernel, Kernel::Candle(_)));
+        // candle's conv over the same variables.
+        let config = Conv2dConfig {
+            padding: k / 2,
+            ..Default::default()
+        };
+        let candle_conv = candle_nn::conv2d(cin, cout, k, config, vb.pp("c")).unwrap();
         let x = Tensor::randn(0f32, 1.0, (b, cin, h, w), &dev).unwrap();
         let fast = conv.forward(&x).unwrap();
-        let reference = conv.conv.forward(&x).unwrap();
+        let reference = candle_conv.forward(&x).unwrap();
         let err = max_abs(&(fast - &reference).unwrap());
         let scale = max_abs(&reference);
         assert!(
