@@ -1,7 +1,7 @@
 //! The image-token path of Janus-Pro: `gen_embed` → `gen_aligner` feeds sampled image tokens
 //! back into the LLM, and `gen_head` turns final-norm hidden states into image-token logits.
 
-use super::attention::gelu_erf;
+use super::activation::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 

@@ -1,4 +1,5 @@
 //! Model definitions: encoders, the LLM, and the assembled Janus-Pro model.
+pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod cpu_gemm;

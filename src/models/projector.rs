@@ -1,6 +1,6 @@
 //! The Janus projectors (`aligner`, `gen_aligner`).
 
-use super::attention::gelu_erf;
+use super::activation::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -6,7 +6,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{conv2d, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
-use super::attention::{attention, gelu_erf, Mask};
+use super::activation::gelu_erf;
+use super::attention::{attention, Mask};
 use super::linear::{linear, Linear};
 
 use crate::loading::SiglipConfig;
