@@ -11,6 +11,11 @@ pub enum Error {
     #[error("{what} not found: {path}")]
     NotFound { what: String, path: PathBuf },
 
+    /// A hub model that is not in the local cache and cannot be downloaded (offline, no
+    /// network, unknown repo); the message says what to download and where it looked.
+    #[error("{0}")]
+    Unavailable(String),
+
     /// `config.json`, `preprocessor_config.json`, ... is unreadable or has unusable values.
     #[error("invalid config {file}: {msg}")]
     Config { file: PathBuf, msg: String },

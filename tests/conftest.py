@@ -13,6 +13,8 @@ from safetensors.numpy import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "tiny-janus-pro"
+# The same weights in the transformers-converted layout (scripts/make_hf_layout_fixture.py).
+TINY_HF = FIXTURES / "tiny-janus-pro-hf"
 REFERENCE = FIXTURES / "tiny-janus-pro-reference"
 VARIANTS = FIXTURES / "weight-variants"
 NON_WEIGHT_FILES = [
@@ -46,6 +48,13 @@ CUDA_SKIP_REASON = _cuda_skip_reason()
 requires_cuda = pytest.mark.skipif(CUDA_SKIP_REASON is not None, reason=CUDA_SKIP_REASON or "")
 # Parity tests run on every device present; float32 on CUDA must meet the CPU tolerances.
 PARITY_DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
+# (device, checkpoint folder): both checkpoint layouts must give the reference outputs.
+PARITY_CASES = [
+    pytest.param(("cpu", TINY), id="cpu-official"),
+    pytest.param(("cpu", TINY_HF), id="cpu-transformers"),
+    pytest.param(("cuda", TINY), id="cuda-official", marks=requires_cuda),
+    pytest.param(("cuda", TINY_HF), id="cuda-transformers", marks=requires_cuda),
+]
 
 
 @pytest.fixture(scope="session")

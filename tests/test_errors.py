@@ -104,7 +104,8 @@ def test_config_not_json(tmp_path):
         (lambda c: c.pop("language_config"), "missing field `language_config`"),
         (lambda c: c["language_config"].update(hidden_size="big"), "invalid type: string \"big\""),
         (lambda c: c["gen_vision_config"].update(cls="VQ-32"), "cls \"VQ-32\" is not supported"),
-        (lambda c: c.update(model_type="janus"), "transformers-converted layout"),
+        (lambda c: c.update(model_type="janus"), "transformers-layout config .* missing field `text_config`"),
+        (lambda c: c.update(model_type="llava"), "model_type \"llava\" is not a Janus checkpoint"),
     ],
 )
 def test_bad_config_values(tmp_path, edit, message):

@@ -7,17 +7,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PARITY_DEVICES, REFERENCE, TINY, rel_err
+from conftest import PARITY_CASES, REFERENCE, rel_err
 
 TOL = 1e-4  # relative, float32
 
 
-@pytest.fixture(scope="module", params=PARITY_DEVICES)
+@pytest.fixture(scope="module", params=PARITY_CASES)
 def model(request):
-    """The tiny checkpoint in float32 on each available device (CUDA skipped without a GPU)."""
+    """The tiny checkpoint, in both layouts, in float32 on each available device (CUDA skipped
+    without a GPU)."""
     from janus_rs import JanusPro
 
-    return JanusPro.from_pretrained(TINY, device=request.param, dtype="float32")
+    device, folder = request.param
+    return JanusPro.from_pretrained(folder, device=device, dtype="float32")
 INPUT = REFERENCE / "input.png"
 INPUT2 = REFERENCE / "input2.png"
 

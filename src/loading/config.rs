@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::layout::WeightLayout;
 use crate::error::{Error, Result};
 
 /// Read and parse a JSON file into `T`, with errors that name the file.
@@ -346,14 +347,19 @@ impl VqConfig {
             ));
         }
         let p = &sub.params;
-        let cfg = Self {
+        Self {
             codebook_size: p.codebook_size.unwrap_or(p.image_token_size),
             codebook_embed_dim: p.n_embed,
             ch: p.ch.unwrap_or(128),
             ch_mult: p.ch_mult.clone().unwrap_or_else(|| vec![1, 1, 2, 2, 4]),
             z_channels: p.z_channels.unwrap_or(256),
             num_res_blocks: p.num_res_blocks.unwrap_or(2),
-        };
+        }
+        .validated(file)
+    }
+
+    fn validated(self, file: &Path) -> Result<Self> {
+        let cfg = self;
         if cfg.codebook_size == 0
             || cfg.codebook_embed_dim == 0
             || cfg.ch == 0
@@ -405,6 +411,8 @@ pub struct JanusConfig {
     pub gen_vision: VqConfig,
     pub gen_aligner: ProjectorParams,
     pub gen_head: GenHeadParams,
+    /// How the checkpoint names its tensors.
+    pub layout: WeightLayout,
 }
 
 impl JanusConfig {
@@ -419,17 +427,17 @@ impl JanusConfig {
     pub fn from_json(text: &str, file: &Path) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::config(file, format!("not valid JSON: {e}")))?;
-        if let Some(mt) = value.get("model_type").and_then(|v| v.as_str()) {
-            if mt != "multi_modality" {
-                let hint = if mt == "janus" {
-                    " (this is the transformers-converted layout; use the official deepseek-ai checkpoint)"
-                } else {
-                    ""
-                };
+        match value.get("model_type").and_then(|v| v.as_str()) {
+            None | Some("multi_modality") => {}
+            Some("janus") => return Self::from_transformers(value, file),
+            Some(mt) => {
                 return Err(Error::config(
                     file,
-                    format!("model_type {mt:?} is not \"multi_modality\"{hint}"),
-                ));
+                    format!(
+                        "model_type {mt:?} is not a Janus checkpoint (expected \"multi_modality\", \
+                         the deepseek-ai layout, or \"janus\", the transformers layout)"
+                    ),
+                ))
             }
         }
         if value.get("vision_und_enc_config").is_some() {
@@ -441,7 +449,6 @@ impl JanusConfig {
         let raw: RawJanusConfig =
             serde_json::from_value(value).map_err(|e| Error::config(file, e.to_string()))?;
         let _ = raw.model_type;
-        raw.language_config.validate(file)?;
         if raw.vision_config.cls != "CLIPVisionTower" {
             return Err(Error::config(
                 file,
@@ -452,12 +459,121 @@ impl JanusConfig {
             ));
         }
         let vision = SiglipConfig::from_params(&raw.vision_config.params, file)?;
-        raw.aligner_config.params.validate("aligner_config", file)?;
-        raw.gen_aligner_config
-            .params
-            .validate("gen_aligner_config", file)?;
         let gen_vision = VqConfig::from_sub(&raw.gen_vision_config, file)?;
-        let h = raw.language_config.hidden_size;
+        Self {
+            language: raw.language_config,
+            vision,
+            aligner: raw.aligner_config.params,
+            gen_vision,
+            gen_aligner: raw.gen_aligner_config.params,
+            gen_head: raw.gen_head_config.params,
+            layout: WeightLayout::Official,
+        }
+        .validated(file)
+    }
+
+    /// transformers' `JanusConfig` (`model_type: "janus"`: `text_config`, `vision_config`,
+    /// `vq_config`), as `deepseek-community/Janus-Pro-1B` ships it.
+    fn from_transformers(value: serde_json::Value, file: &Path) -> Result<Self> {
+        let raw: RawTransformersConfig = serde_json::from_value(value).map_err(|e| {
+            Error::config(
+                file,
+                format!("transformers-layout config (model_type \"janus\"): {e}"),
+            )
+        })?;
+        let mut language = raw.text_config.llama;
+        if let Some(rope) = raw.text_config.rope_parameters {
+            // transformers ≥ 5 keeps rope_theta inside rope_parameters.
+            if rope.rope_type.as_deref().is_some_and(|t| t != "default") {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "text_config: rope_type {:?} is not supported",
+                        rope.rope_type
+                    ),
+                ));
+            }
+            if let Some(theta) = rope.rope_theta {
+                language.rope_theta = theta;
+            }
+        }
+        // The untied lm_head of the official model; the loader ties it only if the weights
+        // have no lm_head.weight.
+        language.tie_word_embeddings = false;
+        let v = &raw.vision_config;
+        let bad = |msg: String| Err(Error::config(file, format!("vision_config: {msg}")));
+        if v.hidden_act != "gelu" {
+            return bad(format!(
+                "hidden_act {:?} is not supported (Janus uses \"gelu\")",
+                v.hidden_act
+            ));
+        }
+        if v.use_qk_norm || !v.attention_bias || v.num_channels != 3 {
+            return bad(
+                "use_qk_norm, attention_bias=false and num_channels != 3 are not supported".into(),
+            );
+        }
+        let params = VisionParams {
+            image_size: v.image_size,
+            model_name: "transformers".into(),
+            select_layer: None,
+            select_feature: None,
+            width: Some(v.hidden_size),
+            layers: Some(v.num_hidden_layers),
+            heads: Some(v.num_attention_heads),
+            mlp_ratio: Some(v.mlp_ratio),
+            patch_size: Some(v.patch_size),
+        };
+        let mut vision = SiglipConfig::from_params(&params, file)?;
+        if !(v.layer_norm_eps > 0.0) {
+            return bad("layer_norm_eps must be positive".into());
+        }
+        vision.layer_norm_eps = v.layer_norm_eps;
+        let q = &raw.vq_config;
+        let gen_vision = VqConfig {
+            codebook_size: q.num_embeddings,
+            codebook_embed_dim: q.embed_dim,
+            ch: q.base_channels,
+            ch_mult: q.channel_multiplier.clone(),
+            z_channels: q.latent_channels,
+            num_res_blocks: q.num_res_blocks,
+        }
+        .validated(file)?;
+        if q.double_latent || q.in_channels != 3 || q.out_channels != 3 {
+            return Err(Error::config(
+                file,
+                "vq_config: double_latent and channels other than 3 are not supported",
+            ));
+        }
+        let mlp = |depth, input_dim, n_embed| ProjectorParams {
+            depth,
+            input_dim,
+            n_embed,
+            projector_type: "mlp_gelu".into(),
+        };
+        Self {
+            language,
+            vision,
+            aligner: mlp(v.depth, v.hidden_size, v.projection_dim),
+            gen_vision,
+            gen_aligner: mlp(q.num_hidden_layers, q.embed_dim, q.projection_dim),
+            gen_head: GenHeadParams {
+                image_token_embed: q.image_token_embed_dim,
+                image_token_size: q.num_embeddings,
+                n_embed: q.projection_dim,
+            },
+            layout: WeightLayout::Transformers,
+        }
+        .validated(file)
+    }
+
+    /// Checks that the parts fit together (the aligners map the right widths, ...).
+    fn validated(self, file: &Path) -> Result<Self> {
+        self.language.validate(file)?;
+        self.aligner.validate("aligner_config", file)?;
+        self.gen_aligner.validate("gen_aligner_config", file)?;
+        let (vision, gen_vision) = (&self.vision, &self.gen_vision);
+        let h = self.language.hidden_size;
         let check = |ok: bool, msg: String| {
             if ok {
                 Ok(())
@@ -466,34 +582,164 @@ impl JanusConfig {
             }
         };
         check(
-            raw.aligner_config.params.input_dim == vision.width && raw.aligner_config.params.n_embed == h,
+            self.aligner.input_dim == vision.width && self.aligner.n_embed == h,
             format!(
                 "aligner_config maps {} -> {} but the vision width is {} and the LLM hidden size is {h}",
-                raw.aligner_config.params.input_dim, raw.aligner_config.params.n_embed, vision.width
+                self.aligner.input_dim, self.aligner.n_embed, vision.width
             ),
         )?;
         check(
-            raw.gen_aligner_config.params.input_dim == gen_vision.codebook_embed_dim
-                && raw.gen_aligner_config.params.n_embed == h,
+            self.gen_aligner.input_dim == gen_vision.codebook_embed_dim
+                && self.gen_aligner.n_embed == h,
             format!(
                 "gen_aligner_config maps {} -> {} but gen_vision n_embed is {} and the LLM hidden size is {h}",
-                raw.gen_aligner_config.params.input_dim, raw.gen_aligner_config.params.n_embed, gen_vision.codebook_embed_dim
+                self.gen_aligner.input_dim, self.gen_aligner.n_embed, gen_vision.codebook_embed_dim
             ),
         )?;
-        let gh = &raw.gen_head_config.params;
+        let gh = &self.gen_head;
         check(
             gh.n_embed == h && gh.image_token_embed == h && gh.image_token_size > 0,
             format!("gen_head_config sizes {gh:?} do not match the LLM hidden size {h}"),
         )?;
-        Ok(Self {
-            language: raw.language_config,
-            vision,
-            aligner: raw.aligner_config.params,
-            gen_vision,
-            gen_aligner: raw.gen_aligner_config.params,
-            gen_head: raw.gen_head_config.params,
-        })
+        check(
+            gh.image_token_size == gen_vision.codebook_size,
+            format!(
+                "gen_head_config predicts {} image tokens but the VQ codebook has {}",
+                gh.image_token_size, gen_vision.codebook_size
+            ),
+        )?;
+        Ok(self)
     }
+}
+
+fn default_three() -> usize {
+    3
+}
+fn default_gelu() -> String {
+    "gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+
+/// transformers' `JanusVisionConfig` (defaults: the SigLIP-L/16-384 of the real models).
+#[derive(Debug, Clone, Deserialize)]
+struct TransformersVision {
+    #[serde(default = "default_vit_width")]
+    hidden_size: usize,
+    #[serde(default = "default_vit_layers")]
+    num_hidden_layers: usize,
+    #[serde(default = "default_vit_heads")]
+    num_attention_heads: usize,
+    #[serde(default = "default_three")]
+    num_channels: usize,
+    #[serde(default = "default_image_size")]
+    image_size: usize,
+    #[serde(default = "default_patch")]
+    patch_size: usize,
+    #[serde(default = "default_gelu")]
+    hidden_act: String,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "default_mlp_ratio")]
+    mlp_ratio: f64,
+    #[serde(default = "default_true")]
+    attention_bias: bool,
+    #[serde(default = "default_projection_dim")]
+    projection_dim: usize,
+    #[serde(default)]
+    use_qk_norm: bool,
+    #[serde(default = "default_two")]
+    depth: usize,
+}
+
+/// transformers' `JanusVQVAEConfig` (defaults: VQ-16 with 16384 codes).
+#[derive(Debug, Clone, Deserialize)]
+struct TransformersVq {
+    #[serde(default = "default_codebook_dim")]
+    embed_dim: usize,
+    #[serde(default = "default_codebook_size")]
+    num_embeddings: usize,
+    #[serde(default)]
+    double_latent: bool,
+    #[serde(default = "default_z_channels")]
+    latent_channels: usize,
+    #[serde(default = "default_three")]
+    in_channels: usize,
+    #[serde(default = "default_three")]
+    out_channels: usize,
+    #[serde(default = "default_vq_ch")]
+    base_channels: usize,
+    #[serde(default = "default_ch_mult")]
+    channel_multiplier: Vec<usize>,
+    #[serde(default = "default_two")]
+    num_res_blocks: usize,
+    #[serde(default = "default_projection_dim")]
+    projection_dim: usize,
+    #[serde(default = "default_two")]
+    num_hidden_layers: usize,
+    #[serde(default = "default_projection_dim")]
+    image_token_embed_dim: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RopeParameters {
+    #[serde(default)]
+    rope_type: Option<String>,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct TransformersText {
+    #[serde(flatten)]
+    llama: LlamaConfig,
+    #[serde(default)]
+    rope_parameters: Option<RopeParameters>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawTransformersConfig {
+    text_config: TransformersText,
+    vision_config: TransformersVision,
+    vq_config: TransformersVq,
+}
+
+fn default_vit_width() -> usize {
+    1024
+}
+fn default_vit_layers() -> usize {
+    24
+}
+fn default_vit_heads() -> usize {
+    16
+}
+fn default_patch() -> usize {
+    16
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_projection_dim() -> usize {
+    2048
+}
+fn default_two() -> usize {
+    2
+}
+fn default_codebook_dim() -> usize {
+    8
+}
+fn default_codebook_size() -> usize {
+    16384
+}
+fn default_z_channels() -> usize {
+    256
+}
+fn default_vq_ch() -> usize {
+    128
+}
+fn default_ch_mult() -> Vec<usize> {
+    vec![1, 1, 2, 2, 4]
 }
 
 fn default_image_size() -> usize {
@@ -530,12 +776,48 @@ pub struct ImageProcessorConfig {
     /// Defaults to `int(mean * 255)` per channel, as the official processor computes it.
     #[serde(default)]
     pub background_color: Option<Vec<i64>>,
+    /// transformers' `JanusImageProcessor` gives the side as `size: {height, width}`.
+    #[serde(default)]
+    size: Option<HeightWidth>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct HeightWidth {
+    height: usize,
+    width: usize,
 }
 
 impl ImageProcessorConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let cfg: Self = read_json(path)?;
+        Self::validated(read_json(path)?, path)
+    }
+
+    /// The image-processor settings transformers ≥ 5 nests in `processor_config.json`
+    /// (`{"image_processor": {...}}`) instead of writing `preprocessor_config.json`.
+    pub fn nested_in(processor_config: &Path) -> Result<Option<Self>> {
+        if !processor_config.is_file() {
+            return Ok(None);
+        }
+        let value: serde_json::Value = read_json(processor_config)?;
+        match value.get("image_processor") {
+            Some(v) => {
+                let cfg = serde_json::from_value(v.clone()).map_err(|e| {
+                    Error::config(processor_config, format!("image_processor: {e}"))
+                })?;
+                Self::validated(cfg, processor_config).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn validated(mut cfg: Self, path: &Path) -> Result<Self> {
         let bad = |msg: &str| Err(Error::config(path, msg.to_string()));
+        if let Some(size) = &cfg.size {
+            if size.height != size.width {
+                return bad("size: height and width must be equal (Janus pads images to squares)");
+            }
+            cfg.image_size = size.height;
+        }
         if cfg.image_mean.len() != 3 || cfg.image_std.len() != 3 {
             return bad("image_mean and image_std must have 3 values");
         }

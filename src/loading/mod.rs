@@ -1,5 +1,7 @@
 //! Checkpoint loading: configs and weights.
 pub mod config;
+pub mod hub;
+pub mod layout;
 pub mod pickle_guard;
 pub mod weights;
 
@@ -7,4 +9,5 @@ pub use config::{
     CheckpointFiles, ImageProcessorConfig, JanusConfig, LlamaConfig, ProcessorConfig, SiglipConfig,
     VqConfig,
 };
+pub use layout::WeightLayout;
 pub use weights::Checkpoint;

@@ -18,6 +18,7 @@ use memmap2::{Mmap, UncheckedAdvice};
 use rayon::prelude::*;
 use safetensors::tensor::{Metadata, TensorView};
 
+use super::layout::{transformers_source, Source, WeightLayout};
 use crate::error::{Error, Result};
 
 enum Shard {
@@ -122,6 +123,7 @@ pub struct Checkpoint {
     files: Vec<PathBuf>,
     shards: Vec<Shard>,
     entries: HashMap<String, Entry>,
+    layout: WeightLayout,
 }
 
 /// The weight layouts we look for, in order of preference.
@@ -212,7 +214,14 @@ impl Checkpoint {
             files,
             shards,
             entries,
+            layout: WeightLayout::Official,
         })
+    }
+
+    /// Read tensors named in the official layout from a checkpoint stored in `layout`.
+    pub fn with_layout(mut self, layout: WeightLayout) -> Self {
+        self.layout = layout;
+        self
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -274,29 +283,23 @@ impl Checkpoint {
     }
 }
 
-impl SimpleBackend for Checkpoint {
-    fn get(
+impl Checkpoint {
+    /// The stored tensor `name` (a key of the files), its shape checked against `dims`.
+    fn get_stored(
         &self,
-        s: Shape,
+        dims: Option<&[usize]>,
         name: &str,
-        _init: candle_nn::Init,
         dtype: DType,
-        dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        if let Some(entry) = self.entries.get(name) {
-            if entry.shape != s.dims() {
+        if let (Some(entry), Some(dims)) = (self.entries.get(name), dims) {
+            if entry.shape != dims {
                 candle_core::bail!(
-                    "tensor `{name}` has shape {:?} in {} but the config implies {:?}",
+                    "tensor `{name}` has shape {:?} in {} but the config implies {dims:?}",
                     entry.shape,
                     self.files[entry.shard].display(),
-                    s.dims()
                 );
             }
         }
-        self.get_unchecked(name, dtype, dev)
-    }
-
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let entry_dtype = self.entries.get(name).map(|e| e.dtype);
         if let Some(src) = entry_dtype {
             if !matches!(src, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
@@ -307,11 +310,67 @@ impl SimpleBackend for Checkpoint {
                 );
             }
         }
-        self.load(name, dtype)?.to_device(dev)
+        self.load(name, dtype)
+    }
+
+    /// The official-layout tensor `name`, wherever this checkpoint's layout keeps it.
+    fn get_official(
+        &self,
+        dims: Option<&[usize]>,
+        name: &str,
+        dtype: DType,
+    ) -> candle_core::Result<Tensor> {
+        if self.layout == WeightLayout::Official {
+            return self.get_stored(dims, name, dtype);
+        }
+        match transformers_source(name) {
+            Source::Renamed(n) => self.get_stored(dims, &n, dtype),
+            Source::Unsqueezed(n) => {
+                let inner = dims.map(|d| d.get(1..).unwrap_or_default());
+                self.get_stored(inner, &n, dtype)?.unsqueeze(0)
+            }
+            Source::Concat(parts) => {
+                let k = parts.len();
+                let part_dims = dims.map(|d| {
+                    let mut p = d.to_vec();
+                    if let Some(first) = p.first_mut() {
+                        *first /= k;
+                    }
+                    p
+                });
+                let tensors = parts
+                    .iter()
+                    .map(|n| self.get_stored(part_dims.as_deref(), n, dtype))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&tensors, 0)
+            }
+        }
+    }
+}
+
+impl SimpleBackend for Checkpoint {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.get_official(Some(s.dims()), name, dtype)?
+            .to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.get_official(None, name, dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
+        match (self.layout, transformers_source(name)) {
+            (WeightLayout::Official, _) => self.entries.contains_key(name),
+            (_, Source::Renamed(n) | Source::Unsqueezed(n)) => self.entries.contains_key(&n),
+            (_, Source::Concat(parts)) => parts.iter().all(|n| self.entries.contains_key(n)),
+        }
     }
 }
 

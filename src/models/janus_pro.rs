@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
 use crate::loading::{
-    Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig,
+    Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig, WeightLayout,
 };
 use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
@@ -78,6 +78,8 @@ impl JanusPro {
         let config = JanusConfig::from_file(&files.config)?;
         let image_cfg = if files.preprocessor_config.is_file() {
             ImageProcessorConfig::from_file(&files.preprocessor_config)?
+        } else if let Some(cfg) = ImageProcessorConfig::nested_in(&files.processor_config)? {
+            cfg
         } else {
             let mut cfg: ImageProcessorConfig = serde_json::from_str("{}")
                 .map_err(|e| Error::config(&files.preprocessor_config, e.to_string()))?;
@@ -128,7 +130,12 @@ impl JanusPro {
         } else {
             DType::BF16
         });
-        let checkpoint = Checkpoint::open_dir(dir)?;
+        let checkpoint = Checkpoint::open_dir(dir)?.with_layout(config.layout);
+        let mut config = config;
+        if config.layout == WeightLayout::Transformers {
+            // save_pretrained drops lm_head.weight when it is tied to the token embeddings.
+            config.language.tie_word_embeddings = checkpoint.shape("lm_head.weight").is_none();
+        }
         let weight_files = checkpoint.files().to_vec();
         let num_parameters = checkpoint
             .keys()

@@ -8,7 +8,7 @@ use crate::error::Error;
 
 fn class_name(e: &Error) -> &'static str {
     match e {
-        Error::NotFound { .. } => "NotFoundError",
+        Error::NotFound { .. } | Error::Unavailable(_) => "NotFoundError",
         Error::Config { .. } => "ConfigError",
         Error::Weights(_) => "WeightsError",
         Error::Tokenizer(_) => "TokenizerError",

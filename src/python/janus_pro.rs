@@ -97,7 +97,7 @@ impl JanusProModel {
 
 #[pymethods]
 impl JanusProModel {
-    /// Load a checkpoint folder (official deepseek-ai layout).
+    /// Load a checkpoint folder (official deepseek-ai or transformers layout).
     #[staticmethod]
     #[pyo3(signature = (path, device="cpu", dtype=None, roles=None))]
     fn load(
@@ -131,6 +131,13 @@ impl JanusProModel {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>(),
+        )?;
+        d.set_item(
+            "layout",
+            match c.layout {
+                crate::loading::WeightLayout::Official => "official",
+                crate::loading::WeightLayout::Transformers => "transformers",
+            },
         )?;
         d.set_item("device", device_name(m.device()))?;
         d.set_item("dtype", dtype_name(m.dtype()))?;

@@ -63,6 +63,42 @@ fn cuda_device_count() -> usize {
     crate::device::cuda_device_count()
 }
 
+/// A local folder as it is, or a hub id resolved to a folder of the Hugging Face cache
+/// (downloading what is missing unless offline). `kind` is "janus" or "diffusers_vae".
+#[pyfunction]
+#[pyo3(signature = (name_or_path, revision=None, local_files_only=false, cache_dir=None, token=None, progress=true, kind="janus"))]
+#[allow(clippy::too_many_arguments)]
+fn resolve_pretrained(
+    py: Python<'_>,
+    name_or_path: String,
+    revision: Option<String>,
+    local_files_only: bool,
+    cache_dir: Option<std::path::PathBuf>,
+    token: Option<String>,
+    progress: bool,
+    kind: &str,
+) -> PyResult<String> {
+    use crate::loading::hub;
+    let files = match kind {
+        "janus" => hub::JANUS_FILES,
+        "diffusers_vae" => hub::DIFFUSERS_VAE_FILES,
+        other => {
+            return Err(to_py_err(Error::input(format!(
+                "kind must be \"janus\" or \"diffusers_vae\", got {other:?}"
+            ))))
+        }
+    };
+    let opts = hub::HubOptions {
+        revision,
+        local_files_only,
+        cache_dir,
+        token,
+        progress,
+    };
+    let dir = without_gil(py, move || hub::resolve(&name_or_path, &files, &opts))?;
+    Ok(dir.display().to_string())
+}
+
 // The CPU build is `janus_rs._native`; the CUDA build is a second module, `janus_rs._native_cuda`,
 // imported only when a CUDA device is asked for (it links libcuda, so it cannot be imported on
 // machines without the NVIDIA driver).
@@ -72,6 +108,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("cuda_compiled", cfg!(feature = "cuda"))?;
     m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_pretrained, m)?)?;
     m.add_class::<janus_pro::JanusProModel>()?;
     m.add_function(wrap_pyfunction!(janus_pro::decode_image, m)?)?;
     Ok(())
