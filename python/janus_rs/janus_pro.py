@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, overload
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from . import _backend, _native
 from .errors import InputError
 from .generation import GenerationResult, Progress, progress_hook
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
+from .streaming import stream_tokens
 
 IMAGE_TAG = "<image_placeholder>"
 
@@ -30,51 +31,87 @@ Roles may also be given as the checkpoint's own strings (``"<|User|>"``, ``"User
 
 
 class JanusPro:
-    """A loaded Janus / Janus-Pro checkpoint (official deepseek-ai layout).
+    """A loaded Janus / Janus-Pro checkpoint (deepseek-ai or transformers layout).
 
-    Load with :meth:`from_pretrained`; ask about images with :meth:`understand` or run a
-    multi-turn conversation with :meth:`chat`. Lower-level methods (:meth:`preprocess`,
-    :meth:`vision_features`, :meth:`inputs_embeds`, :meth:`forward`, ...) expose each stage of
-    the pipeline as numpy arrays, mirroring the official modules.
+    Load with :meth:`from_pretrained`; ask about images with :meth:`understand` (optionally
+    streaming the answer) or run a multi-turn conversation with :meth:`chat`; make images with
+    :meth:`generate`. Lower-level methods (:meth:`preprocess`, :meth:`vision_features`,
+    :meth:`inputs_embeds`, :meth:`forward`, :meth:`encode_image`, :meth:`decode_tokens`, ...)
+    expose each stage of the pipeline as numpy arrays, mirroring the official modules.
 
-    One model may be shared by several threads; each call releases the GIL while it computes.
+    Threads: one model may be shared by several Python threads. Every call releases the GIL
+    while it computes, and calls run concurrently (the weights are read-only; each call has
+    its own KV cache and random generator), so a seeded call gives the same result whatever
+    else runs. Memory is freed when the last reference to the model is dropped.
     """
 
-    def __init__(self, native: _native.JanusProModel) -> None:
+    def __init__(self, native: _native.JanusProModel, name: str | None = None) -> None:
         self._native = native
         self._info = dict(native.info())
+        self._name = name if name is not None else os.path.basename(os.path.normpath(str(self._info["path"])))
+        self._info["name"] = self._name
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(
         cls,
-        path: str | os.PathLike[str],
+        name_or_path: str | os.PathLike[str],
         *,
+        revision: str | None = None,
         device: str = "cpu",
         dtype: str | None = None,
         roles: tuple[str, str] | None = None,
+        local_files_only: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+        progress: bool = True,
     ) -> "JanusPro":
-        """Load a checkpoint folder as deepseek-ai ships it.
+        """Load a checkpoint from a local folder or the Hugging Face hub.
+
+        Both layouts load unchanged, detected from ``config.json``: the official deepseek-ai
+        one (``deepseek-ai/Janus-Pro-1B``, ``model_type: multi_modality``) and the
+        transformers-converted one (``deepseek-community/Janus-Pro-1B``, ``model_type: janus``).
 
         Args:
-            path: folder with ``config.json``, ``tokenizer.json``, ``preprocessor_config.json``,
-                ``processor_config.json`` and the weights (``pytorch_model.bin``, sharded ``.bin``
-                with ``pytorch_model.bin.index.json``, ``model.safetensors`` or sharded safetensors
-                with ``model.safetensors.index.json``).
+            name_or_path: a folder with ``config.json``, ``tokenizer.json``, the processor
+                configs and the weights (``pytorch_model.bin``, sharded ``.bin`` with
+                ``pytorch_model.bin.index.json``, ``model.safetensors`` or sharded safetensors
+                with ``model.safetensors.index.json``), or a hub id such as
+                ``"deepseek-ai/Janus-Pro-1B"``. A hub id is looked up in the standard HF cache
+                (``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``); a
+                snapshot there that has every needed file loads with no network access, anything
+                missing is downloaded into that cache unless ``HF_HUB_OFFLINE=1`` is set.
+            revision: branch, tag or commit of a hub id (default ``"main"``).
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``None`` (auto: float32 on
                 CPU, bfloat16 on CUDA).
             roles: the chat role strings ``(user, assistant)``. Default: ``("<|User|>",
                 "<|Assistant|>")`` when the tokenizer has those tokens (Janus-Pro), else
                 ``("User", "Assistant")`` (Janus-1.3B).
+            local_files_only: never download, like ``HF_HUB_OFFLINE=1`` (default False).
+            cache_dir: the hub cache folder to use instead of the default.
+            token: access token for gated or private repos (default: ``HF_TOKEN`` or the
+                token saved by ``hf auth login``).
+            progress: show download progress bars (default True).
 
         Raises:
-            NotFoundError: the folder or a required file is missing.
+            NotFoundError: the folder, a required file, or (offline) the cached model is
+                missing; the message says what to download and where it looked.
             ConfigError, WeightsError, TokenizerError: a file is unusable (the message names it).
             DeviceError: the device is not available.
         """
-        native = _backend.module_for(device).JanusProModel.load(os.fspath(path), device=device, dtype=dtype, roles=roles)
-        return cls(native)
+        name = os.fspath(name_or_path)
+        path = _native.resolve_pretrained(
+            name,
+            revision=revision,
+            local_files_only=bool(local_files_only),
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            token=token,
+            progress=bool(progress),
+        )
+        native = _backend.module_for(device).JanusProModel.load(path, device=device, dtype=dtype, roles=roles)
+        display = name if os.path.normpath(path) != os.path.normpath(name) else None
+        return cls(native, name=display)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -104,14 +141,54 @@ class JanusPro:
         """LLM positions each image takes: (image_size / patch_size)², 576 for real models."""
         return self._info["num_image_tokens"]
 
+    @property
+    def name(self) -> str:
+        """The hub id the model was loaded from, or its folder's name."""
+        return self._name
+
     def __repr__(self) -> str:
-        name = os.path.basename(os.path.normpath(str(self._info["path"])))
         return (
-            f"JanusPro(name={name!r}, device={self.device!r}, dtype={self.dtype!r}, "
-            f"parameters={self.num_parameters / 1e6:.1f}M)"
+            f"JanusPro(name={self._name!r}, device={self.device!r}, dtype={self.dtype!r}, "
+            f"parameters={self.num_parameters / 1e6:.1f}M, layout={self._info['layout']!r})"
         )
 
     # ------------------------------------------------------------------ high level
+    @overload
+    def understand(
+        self,
+        image: ImageInput | Sequence[ImageInput] | None,
+        question: str,
+        *,
+        max_new_tokens: int = ...,
+        do_sample: bool = ...,
+        temperature: float = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        repetition_penalty: float | None = ...,
+        seed: int | None = ...,
+        system_prompt: str | None = ...,
+        on_token: Callable[[int], Any] | None = ...,
+        stream: Literal[False] = ...,
+    ) -> str: ...
+
+    @overload
+    def understand(
+        self,
+        image: ImageInput | Sequence[ImageInput] | None,
+        question: str,
+        *,
+        max_new_tokens: int = ...,
+        do_sample: bool = ...,
+        temperature: float = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        repetition_penalty: float | None = ...,
+        seed: int | None = ...,
+        system_prompt: str | None = ...,
+        on_token: Callable[[int], Any] | None = ...,
+        stream: Literal[True],
+    ) -> Iterator[str]: ...
+
     def understand(
         self,
         image: ImageInput | Sequence[ImageInput] | None,
@@ -126,7 +203,8 @@ class JanusPro:
         seed: int | None = None,
         system_prompt: str | None = None,
         on_token: Callable[[int], Any] | None = None,
-    ) -> str:
+        stream: bool = False,
+    ) -> str | Iterator[str]:
         """Answer ``question`` about one image (or a list of images, or none).
 
         The prompt is the official one: the default system prompt, then
@@ -148,9 +226,13 @@ class JanusPro:
             seed: makes sampling reproducible; ``None`` draws a fresh seed.
             system_prompt: replaces the default system prompt (``""`` for none).
             on_token: called with each new token id as it is generated.
+            stream: return an iterator that yields the answer's text pieces as they are
+                decoded (whole UTF-8 characters only) instead of the finished string. Stopping
+                the iteration early stops the generation.
 
         Returns:
-            The answer text, special tokens removed.
+            The answer text, special tokens removed (or, with ``stream=True``, an iterator of
+            its pieces; joined, they equal the non-streamed answer).
         """
         images = to_rgb_arrays(image)
         if not isinstance(question, str):
@@ -170,7 +252,42 @@ class JanusPro:
             repetition_penalty=repetition_penalty,
             seed=seed,
             on_token=on_token,
+            stream=stream,
         )
+
+    @overload
+    def chat(
+        self,
+        messages: Iterable[Message],
+        *,
+        max_new_tokens: int = ...,
+        do_sample: bool = ...,
+        temperature: float = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        repetition_penalty: float | None = ...,
+        seed: int | None = ...,
+        system_prompt: str | None = ...,
+        on_token: Callable[[int], Any] | None = ...,
+        stream: Literal[False] = ...,
+    ) -> str: ...
+
+    @overload
+    def chat(
+        self,
+        messages: Iterable[Message],
+        *,
+        max_new_tokens: int = ...,
+        do_sample: bool = ...,
+        temperature: float = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        repetition_penalty: float | None = ...,
+        seed: int | None = ...,
+        system_prompt: str | None = ...,
+        on_token: Callable[[int], Any] | None = ...,
+        stream: Literal[True],
+    ) -> Iterator[str]: ...
 
     def chat(
         self,
@@ -185,7 +302,8 @@ class JanusPro:
         seed: int | None = None,
         system_prompt: str | None = None,
         on_token: Callable[[int], Any] | None = None,
-    ) -> str:
+        stream: bool = False,
+    ) -> str | Iterator[str]:
         """Continue a multi-turn conversation and return the assistant's next reply.
 
         ``messages`` alternate user and assistant turns, as in the official code::
@@ -196,7 +314,7 @@ class JanusPro:
 
         Each ``<image_placeholder>`` takes the next image of its message's ``images``; a message
         with images but no placeholder gets one placeholder line per image before its text.
-        Other arguments are as in :meth:`understand`.
+        Other arguments (``stream`` included) are as in :meth:`understand`.
         """
         turns, images = self._normalise_messages(messages)
         return self._reply(
@@ -211,29 +329,55 @@ class JanusPro:
             repetition_penalty=repetition_penalty,
             seed=seed,
             on_token=on_token,
+            stream=stream,
         )
 
-    def _reply(self, turns, images, system_prompt, *, max_new_tokens, do_sample, temperature, top_p, top_k,
-               repetition_penalty, seed, on_token) -> str:
+    def _reply(
+        self,
+        turns: Sequence[tuple[str, str]],
+        images: list[np.ndarray],
+        system_prompt: str | None,
+        *,
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float | None,
+        top_k: int | None,
+        repetition_penalty: float | None,
+        seed: int | None,
+        on_token: Callable[[int], Any] | None,
+        stream: bool,
+    ) -> str | Iterator[str]:
         _check_int("max_new_tokens", max_new_tokens, minimum=0)
         if top_k is not None:
             _check_int("top_k", top_k, minimum=1)
         if seed is not None:
             _check_int("seed", seed, minimum=0)
+        if on_token is not None and not callable(on_token):
+            raise InputError(f"on_token must be callable, got {type(on_token).__name__}")
         prompt = self.format_prompt(turns, system_prompt=system_prompt)
-        ids, _seed = self._native.generate_reply(
-            prompt,
-            images,
-            max_new_tokens,
-            bool(do_sample),
-            float(temperature),
-            top_k,
-            None if top_p is None else float(top_p),
-            None if repetition_penalty is None else float(repetition_penalty),
-            seed,
-            on_token,
-        )
-        return self._native.decode(ids, skip_special_tokens=True)
+
+        def run(callback: Callable[[int], Any] | None) -> list[int]:
+            ids, _seed = self._native.generate_reply(
+                prompt,
+                images,
+                max_new_tokens,
+                bool(do_sample),
+                float(temperature),
+                top_k,
+                None if top_p is None else float(top_p),
+                None if repetition_penalty is None else float(repetition_penalty),
+                seed,
+                callback,
+            )
+            return list(ids)
+
+        def decode(ids: Sequence[int]) -> str:
+            return self._native.decode(list(ids), skip_special_tokens=True)
+
+        if stream:
+            return stream_tokens(run, decode, on_token)
+        return decode(run(on_token))
 
     @staticmethod
     def _normalise_messages(messages: Iterable[Message]) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
