@@ -1,7 +1,7 @@
 """Type stubs for the native core. Use the documented wrappers in ``janus_rs`` instead."""
 
 from os import PathLike
-from typing import Any, Callable
+from typing import Any, Callable, final
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +13,17 @@ def cuda_device_count() -> int: ...
 
 def decode_image(data: bytes) -> npt.NDArray[np.uint8]: ...
 
+def resolve_pretrained(
+    name_or_path: str,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    cache_dir: str | PathLike[str] | None = None,
+    token: str | None = None,
+    progress: bool = True,
+    kind: str = "janus",
+) -> str: ...
+
+@final
 class JanusProModel:
     @staticmethod
     def load(
