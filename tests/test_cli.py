@@ -61,6 +61,16 @@ def test_generate_saves_tokens(tmp_path):
     assert np.load(tmp_path / "t.npy").shape == (1, 16)
 
 
+def test_demo_makes_an_image_and_an_answer(tmp_path):
+    out = tmp_path / "demo.png"
+    r = run("demo", "--model", str(TINY), "--out", str(out), "--quiet", "--max-new-tokens", "8")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (64, 64)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"image: {out}") and lines[1].startswith("Describe this image. ")
+    assert "JanusPro(name='tiny-janus-pro'" in r.stderr
+
+
 def test_info_without_a_model_and_version():
     r = run("info")
     assert r.returncode == 0, r.stderr

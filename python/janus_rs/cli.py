@@ -21,6 +21,7 @@ EXAMPLES = """\
 examples:
   janus-rs understand --model deepseek-ai/Janus-Pro-1B --image cat.png --question "What is this?"
   janus-rs generate --model ./Janus-Pro-1B --prompt "a red cat" --num-images 4 --seed 7 --out cat.png
+  janus-rs demo --model tests/fixtures/tiny-janus-pro     (an image and an answer, offline)
   janus-rs info --model deepseek-ai/Janus-Pro-7B --offline
   janus-rs info                              (version and CUDA availability only)
 
@@ -93,6 +94,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    model = _load(args)
+    print(model, file=sys.stderr)
+    result = model.generate(args.prompt, seed=args.seed, progress=not args.quiet)
+    result.images[0].save(args.out)
+    print(f"image: {args.out} (prompt {args.prompt!r}, seed {result.seed})")
+    question = "Describe this image."
+    sys.stdout.write(f"{question} ")
+    for piece in model.understand(result.images[0], question, max_new_tokens=args.max_new_tokens, stream=True):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from . import __version__, _backend
 
@@ -161,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tokens-out", default=None, metavar="FILE.npy", help="also save the VQ image tokens")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)
+
+    d = subparser("demo", "generate an image from a prompt, save it, then have the model describe it")
+    model_args(d)
+    d.add_argument("--prompt", default="a red cat sitting on a wooden table", help="the image description")
+    d.add_argument("--out", default="janus-demo.png", help="where to save the image")
+    d.add_argument("--seed", type=int, default=0, help="random seed for the image")
+    d.add_argument("--max-new-tokens", type=int, default=64, help="most tokens in the description")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_demo)
 
     i = subparser("info", "print janus-rs's version, CUDA availability and, with --model, the model's facts")
     model_args(i, required=False)
