@@ -1,5 +1,13 @@
-"""Every bad input gives a Python exception whose class and message name the problem, and the
-model keeps working afterwards."""
+"""The bad-input matrix: every bad input gives a Python exception whose class and message name
+the problem, and the model keeps working afterwards (the autouse ``model_still_works`` fixture
+runs a call on the shared model after every case). Odd but valid inputs (1×1, grayscale, RGBA,
+16-bit and palette images, strided arrays, extra unknown tensors in a checkpoint) are accepted.
+
+Extra tensors a checkpoint has beyond what the model reads are accepted and ignored: real
+checkpoints carry some (the unused SigLIP ``attn_pool.*``, the VQ ``codebook_used`` buffer), and
+the transformers layout drops them; a missing or misshaped tensor the model needs is an error
+naming its key. Generation parameters are covered in test_generation.py, hub ids in test_hub.py,
+hostile pickles in test_untrusted_pickles.py, memory limits in test_resource_limits.py."""
 
 from __future__ import annotations
 
@@ -149,6 +157,96 @@ def test_integer_tensor_where_floats_are_expected(tmp_path):
         JanusPro.from_pretrained(ckpt)
 
 
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda h: h["aligner.layers.0.weight"].update(data_offsets=[0, 10**9]), "invalid safetensors file"),
+        (lambda h: h["aligner.layers.0.weight"].update(data_offsets=[64, 32]), "invalid safetensors file"),
+        (lambda h: h["aligner.layers.0.weight"].update(shape=[10**6, 10**6]), "invalid safetensors file"),
+        (lambda h: h["aligner.layers.0.bias"].update(dtype="Q4"), "invalid safetensors file"),
+        (lambda h: h.__setitem__("aligner.layers.0.weight", {"dtype": "F32"}), "invalid safetensors file"),
+    ],
+    ids=["offset-past-end", "offsets-reversed", "shape-disagrees-with-size", "unknown-dtype", "no-offsets"],
+)
+def test_safetensors_header_that_lies(tmp_path, edit, message):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    edit_safetensors_header(VARIANTS / "model.safetensors", ckpt / "model.safetensors", edit)
+    with pytest.raises(WeightsError, match=rf"cannot read weight file .*model\.safetensors: {message}"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_safetensors_header_length_past_the_file(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    data = (VARIANTS / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(struct.pack("<Q", 10**12) + data[8:])
+    with pytest.raises(WeightsError, match="cannot read weight file .*model.safetensors"):
+        JanusPro.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize(
+    "index,error,message",
+    [
+        ("{not json", ConfigError, "pytorch_model.bin.index.json: not valid JSON|pytorch_model.bin.index.json"),
+        ('{"weight_map": {}}', ConfigError, "weight_map is empty"),
+        ('{"weight_map": {"a": "../../etc/passwd"}}', ConfigError, "must be a file name inside the checkpoint folder"),
+        ('{"weight_map": {"a": "/etc/passwd"}}', ConfigError, "must be a file name inside the checkpoint folder"),
+        ('{"metadata": {}}', ConfigError, "missing field `weight_map`"),
+    ],
+    ids=["not-json", "empty", "parent-dir", "absolute", "no-weight-map"],
+)
+def test_bad_shard_index(tmp_path, index, error, message):
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    (ckpt / "pytorch_model.bin.index.json").write_text(index)
+    with pytest.raises(error, match=message):
+        JanusPro.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("preprocessor_config.json", {"image_std": [0.5, 0.0, 0.5]}, "image_std must be non-zero"),
+        ("preprocessor_config.json", {"image_mean": [0.5]}, "image_mean and image_std must have 3 values"),
+        ("preprocessor_config.json", {"image_size": 32}, "image_size 32 differs from the vision tower's image_size 64"),
+        ("preprocessor_config.json", {"size": {"height": 64, "width": 32}}, "height and width must be equal"),
+        ("preprocessor_config.json", {"background_color": [0, 300, 0]}, "background_color must be 3 values in 0..=255"),
+        ("processor_config.json", {"sft_format": "chatml"}, "sft_format \"chatml\" is not supported"),
+        ("processor_config.json", {"num_image_tokens": "many"}, "invalid type: string \"many\""),
+    ],
+)
+def test_bad_processor_configs(tmp_path, name, content, message):
+    ckpt = checkpoint(tmp_path)
+    base = json.loads((ckpt / name).read_text())
+    base.update(content)
+    (ckpt / name).write_text(json.dumps(base))
+    with pytest.raises(ConfigError, match=message):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_janusflow_config_is_not_a_janus_pro(tmp_path):
+    ckpt = checkpoint(tmp_path)
+    flow = (Path(__file__).parent / "fixtures" / "tiny-janusflow" / "config.json").read_text()
+    (ckpt / "config.json").write_text(flow)
+    with pytest.raises(ConfigError, match="JanusFlow config; JanusPro cannot load it"):
+        JanusPro.from_pretrained(ckpt)
+
+
+def test_extra_unknown_tensors_are_accepted(tmp_path):
+    from safetensors.numpy import save_file
+
+    ckpt = make_checkpoint(tmp_path / "ckpt", [])
+    data = (VARIANTS / "model.safetensors").read_bytes()
+    (ckpt / "model-00001-of-00002.safetensors").write_bytes(data)
+    save_file({"some.unknown.extra": np.ones((3, 5), np.float32)}, str(ckpt / "model-00002-of-00002.safetensors"))
+    (n,) = struct.unpack("<Q", data[:8])
+    keys = [k for k in json.loads(data[8 : 8 + n]) if k != "__metadata__"]
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in keys}
+    weight_map["some.unknown.extra"] = "model-00002-of-00002.safetensors"
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    m = JanusPro.from_pretrained(ckpt)
+    assert m.understand(INPUT, "Describe this image.", max_new_tokens=3) == JanusPro.from_pretrained(TINY).understand(
+        INPUT, "Describe this image.", max_new_tokens=3)
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])
 def test_truncated_weight_file(tmp_path, name):
     src = VARIANTS / name if name.endswith("safetensors") else TINY / name
@@ -238,6 +336,40 @@ def test_huge_image_header_is_refused(model):
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
     with pytest.raises(ImageError):
         model.understand(png + chunk(b"IEND", b""), "Describe this image.")
+
+
+def _png(mode: str, size=(9, 7), bits16: bool = False) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    if bits16:
+        img = Image.fromarray(rng.integers(0, 65535, size[::-1], dtype=np.uint16))
+    else:
+        img = Image.fromarray(rng.integers(0, 255, (*size[::-1], 4), dtype=np.uint8), "RGBA").convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((1, 1, 3), np.uint8),
+        _png("L"),
+        _png("RGBA"),
+        _png("P"),
+        _png("LA"),
+        _png("I;16", bits16=True),
+        np.zeros((1, 500, 3), np.uint8),  # extreme aspect ratio: padded to a square
+    ],
+    ids=["1x1", "grayscale", "rgba", "palette", "gray-alpha", "16-bit", "1x500"],
+)
+def test_odd_but_valid_images_are_accepted(model, image):
+    pixels = model.preprocess(image)
+    assert pixels.shape == (1, 3, 64, 64) and np.isfinite(pixels).all()
+    assert isinstance(model.understand(image, "Describe this image.", max_new_tokens=2), str)
 
 
 def test_strided_numpy_image_is_accepted(model):
