@@ -6,6 +6,7 @@
 
 pub mod device;
 pub mod error;
+pub mod fuzzing;
 pub mod generation;
 pub mod loading;
 pub mod models;

@@ -95,7 +95,7 @@ impl LlamaConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    fn validate(&self, file: &Path) -> Result<()> {
+    pub(crate) fn validate(&self, file: &Path) -> Result<()> {
         let bad = |msg: String| Err(Error::config(file, format!("language_config: {msg}")));
         for (name, v) in [
             ("hidden_size", self.hidden_size),
@@ -191,7 +191,7 @@ impl SiglipConfig {
         (self.image_size / self.patch_size).pow(2)
     }
 
-    fn from_params(p: &VisionParams, file: &Path) -> Result<Self> {
+    pub(crate) fn from_params(p: &VisionParams, file: &Path) -> Result<Self> {
         // (width, layers, heads, mlp_ratio, patch) of the official `siglip_vit.py` table.
         let preset = match p.model_name.as_str() {
             "siglip_large_patch16_384" | "siglip_large_patch16_256" => {
@@ -792,6 +792,12 @@ impl ImageProcessorConfig {
         Self::validated(read_json(path)?, path)
     }
 
+    /// Parse `preprocessor_config.json` text; `file` names it in errors.
+    pub fn from_json(text: &str, file: &Path) -> Result<Self> {
+        let cfg = serde_json::from_str(text).map_err(|e| Error::config(file, e.to_string()))?;
+        Self::validated(cfg, file)
+    }
+
     /// The image-processor settings transformers ≥ 5 nests in `processor_config.json`
     /// (`{"image_processor": {...}}`) instead of writing `preprocessor_config.json`.
     pub fn nested_in(processor_config: &Path) -> Result<Option<Self>> {
@@ -867,6 +873,9 @@ fn default_image_end_tag() -> String {
 fn default_pad_tag() -> String {
     "<｜▁pad▁｜>".into()
 }
+fn default_image_gen_tag() -> String {
+    "<｜begin▁of▁generation｜>".into()
+}
 fn default_sft_format() -> String {
     "deepseek".into()
 }
@@ -882,6 +891,9 @@ pub struct ProcessorConfig {
     pub image_end_tag: String,
     #[serde(default = "default_pad_tag")]
     pub pad_tag: String,
+    /// JanusFlow's generation tag (its processor adds the token when the tokenizer lacks it).
+    #[serde(default = "default_image_gen_tag")]
+    pub image_gen_tag: String,
     #[serde(default)]
     pub num_image_tokens: Option<usize>,
     #[serde(default = "default_sft_format")]
@@ -896,7 +908,16 @@ impl Default for ProcessorConfig {
 
 impl ProcessorConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let cfg: Self = read_json(path)?;
+        Self::validated(read_json(path)?, path)
+    }
+
+    /// Parse `processor_config.json` text; `file` names it in errors.
+    pub fn from_json(text: &str, file: &Path) -> Result<Self> {
+        let cfg = serde_json::from_str(text).map_err(|e| Error::config(file, e.to_string()))?;
+        Self::validated(cfg, file)
+    }
+
+    fn validated(cfg: Self, path: &Path) -> Result<Self> {
         if cfg.sft_format != "deepseek" {
             return Err(Error::config(
                 path,

@@ -1,0 +1,5 @@
+#![no_main]
+//! `cargo +nightly fuzz run image` (see fuzz/README.md).
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| janus_rs::fuzzing::image(data));
