@@ -75,9 +75,17 @@ pub fn check_torch_pickle(file: &Path) -> Result<()> {
         let mut reader = BufReader::new(entry.take(MAX_PICKLE_BYTES));
         let mut stack = Stack::empty();
         loop {
-            let done = stack.read(&mut reader).map_err(|e| {
-                weights_err(format!("{name} is not a plain state-dict pickle: {e}"))
-            })?;
+            let done = match stack.read(&mut reader) {
+                Ok(done) => done,
+                Err(e) => {
+                    // Dropping a hostile pickle's deeply nested objects would recurse; leak them
+                    // (bounded by the pickle's size) instead.
+                    std::mem::forget(stack);
+                    return Err(weights_err(format!(
+                        "{name} is not a plain state-dict pickle: {e}"
+                    )));
+                }
+            };
             if let Some(Object::Class {
                 module_name,
                 class_name,
@@ -99,6 +107,94 @@ pub fn check_torch_pickle(file: &Path) -> Result<()> {
                 break;
             }
         }
+        let object = match stack.finalize() {
+            Ok(object) => object,
+            Err(e) => {
+                return Err(weights_err(format!(
+                    "{name} is not a plain state-dict pickle: {e}"
+                )))
+            }
+        };
+        if let Err(problem) = check_tensor_calls(&object) {
+            std::mem::forget(object);
+            return Err(weights_err(format!(
+                "{name} is not a plain state-dict pickle: {problem}"
+            )));
+        }
     }
     Ok(())
+}
+
+/// Nesting a state dict never needs (dict → rebuild call → args → storage tuple → class).
+const MAX_DEPTH: usize = 32;
+
+/// Every tensor-rebuild call has the arguments torch writes — `(storage, offset, size, stride,
+/// ...)` with `storage = persistent_load(("storage", StorageClass, key, location, numel))` —
+/// so the tensor reader, which takes them apart by position, never meets a malformed one.
+fn check_tensor_calls(root: &Object) -> std::result::Result<(), String> {
+    let mut todo = vec![(root, 0usize)];
+    while let Some((obj, depth)) = todo.pop() {
+        if depth > MAX_DEPTH {
+            return Err(format!("objects nested more than {MAX_DEPTH} deep"));
+        }
+        match obj {
+            Object::Reduce { callable, args } => {
+                if let Object::Class { module_name, class_name } = callable.as_ref() {
+                    if module_name == "torch._utils" && class_name.starts_with("_rebuild_tensor") {
+                        check_rebuild_args(args)?;
+                    }
+                }
+                todo.push((callable, depth + 1));
+                todo.push((args, depth + 1));
+            }
+            Object::Build { callable, args } => {
+                todo.push((callable, depth + 1));
+                todo.push((args, depth + 1));
+            }
+            Object::Tuple(items) | Object::List(items) => {
+                todo.extend(items.iter().map(|o| (o, depth + 1)));
+            }
+            Object::Dict(items) => {
+                for (k, v) in items {
+                    todo.push((k, depth + 1));
+                    todo.push((v, depth + 1));
+                }
+            }
+            Object::PersistentLoad(inner) => todo.push((inner, depth + 1)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_rebuild_args(args: &Object) -> std::result::Result<(), String> {
+    let bad = |what: &str| Err(format!("a tensor-rebuild call with {what}"));
+    let is_int = |o: &Object| matches!(o, Object::Int(i) if *i >= 0) || matches!(o, Object::Long(l) if *l >= 0);
+    let is_int_seq = |o: &Object| match o {
+        Object::Tuple(v) | Object::List(v) => v.iter().all(is_int),
+        _ => false,
+    };
+    let Object::Tuple(args) = args else {
+        return bad("arguments that are not a tuple");
+    };
+    if args.len() < 4 {
+        return bad("fewer than 4 arguments");
+    }
+    if !is_int(&args[1]) || !is_int_seq(&args[2]) || !is_int_seq(&args[3]) {
+        return bad("a bad offset, size or stride");
+    }
+    let Object::PersistentLoad(storage) = &args[0] else {
+        return bad("no storage");
+    };
+    match storage.as_ref() {
+        Object::Tuple(s)
+            if s.len() >= 5
+                && matches!(s[1], Object::Class { .. })
+                && matches!(s[2], Object::Unicode(_))
+                && is_int(&s[4]) =>
+        {
+            Ok(())
+        }
+        _ => bad("a malformed storage reference"),
+    }
 }
