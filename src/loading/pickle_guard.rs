@@ -78,9 +78,8 @@ pub fn check_torch_pickle(file: &Path) -> Result<()> {
             let done = match stack.read(&mut reader) {
                 Ok(done) => done,
                 Err(e) => {
-                    // Dropping a hostile pickle's deeply nested objects would recurse; leak them
-                    // (bounded by the pickle's size) instead.
-                    std::mem::forget(stack);
+                    let deep = stack.stack().iter().any(|o| depth_exceeds(o, MAX_DEPTH));
+                    discard(stack, deep);
                     return Err(weights_err(format!(
                         "{name} is not a plain state-dict pickle: {e}"
                     )));
@@ -116,7 +115,8 @@ pub fn check_torch_pickle(file: &Path) -> Result<()> {
             }
         };
         if let Err(problem) = check_tensor_calls(&object) {
-            std::mem::forget(object);
+            let deep = depth_exceeds(&object, MAX_DEPTH);
+            discard(object, deep);
             return Err(weights_err(format!(
                 "{name} is not a plain state-dict pickle: {problem}"
             )));
@@ -127,6 +127,44 @@ pub fn check_torch_pickle(file: &Path) -> Result<()> {
 
 /// Nesting a state dict never needs (dict → rebuild call → args → storage tuple → class).
 const MAX_DEPTH: usize = 32;
+
+/// Drops `value`, unless it holds objects nested deeper than a state dict's: dropping those
+/// recurses once per level and a hostile pickle can nest millions deep, so they are leaked
+/// instead (bounded by the pickle's size). Fuzzing builds drop them (inputs are small there,
+/// and the leak checker would report it).
+fn discard<T>(value: T, deep: bool) {
+    if deep && !cfg!(fuzzing) {
+        std::mem::forget(value);
+    }
+}
+
+/// Whether `root` nests deeper than `limit` (iterative: never recurses itself).
+fn depth_exceeds(root: &Object, limit: usize) -> bool {
+    let mut todo = vec![(root, 0usize)];
+    while let Some((obj, depth)) = todo.pop() {
+        if depth > limit {
+            return true;
+        }
+        match obj {
+            Object::Reduce { callable, args } | Object::Build { callable, args } => {
+                todo.push((callable, depth + 1));
+                todo.push((args, depth + 1));
+            }
+            Object::Tuple(items) | Object::List(items) => {
+                todo.extend(items.iter().map(|o| (o, depth + 1)));
+            }
+            Object::Dict(items) => {
+                for (k, v) in items {
+                    todo.push((k, depth + 1));
+                    todo.push((v, depth + 1));
+                }
+            }
+            Object::PersistentLoad(inner) => todo.push((inner, depth + 1)),
+            _ => {}
+        }
+    }
+    false
+}
 
 /// Every tensor-rebuild call has the arguments torch writes — `(storage, offset, size, stride,
 /// ...)` with `storage = persistent_load(("storage", StorageClass, key, location, numel))` —
