@@ -14,6 +14,10 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys, threading
     from janus_rs import JanusPro
 
+    # A shell that starts us in the background leaves SIGINT ignored; Ctrl-C in a terminal
+    # raises KeyboardInterrupt, so make sure that handler is installed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     model = JanusPro.from_pretrained(sys.argv[1])
     started = threading.Event()
     steps = []
