@@ -138,54 +138,44 @@ fn discard<T>(value: T, deep: bool) {
     }
 }
 
-/// Whether `root` nests deeper than `limit` (iterative: never recurses itself).
+/// Whether `root` nests deeper than `limit`.
 fn depth_exceeds(root: &Object, limit: usize) -> bool {
-    let mut todo = vec![(root, 0usize)];
-    while let Some((obj, depth)) = todo.pop() {
-        if depth > limit {
-            return true;
-        }
-        match obj {
-            Object::Reduce { callable, args } | Object::Build { callable, args } => {
-                todo.push((callable, depth + 1));
-                todo.push((args, depth + 1));
-            }
-            Object::Tuple(items) | Object::List(items) => {
-                todo.extend(items.iter().map(|o| (o, depth + 1)));
-            }
-            Object::Dict(items) => {
-                for (k, v) in items {
-                    todo.push((k, depth + 1));
-                    todo.push((v, depth + 1));
-                }
-            }
-            Object::PersistentLoad(inner) => todo.push((inner, depth + 1)),
-            _ => {}
-        }
-    }
-    false
+    walk(root, limit, |_| Ok(())).is_err()
 }
 
 /// Every tensor-rebuild call has the arguments torch writes — `(storage, offset, size, stride,
 /// ...)` with `storage = persistent_load(("storage", StorageClass, key, location, numel))` —
 /// so the tensor reader, which takes them apart by position, never meets a malformed one.
 fn check_tensor_calls(root: &Object) -> std::result::Result<(), String> {
+    walk(root, MAX_DEPTH, |obj| match obj {
+        Object::Reduce { callable, args } => match callable.as_ref() {
+            Object::Class {
+                module_name,
+                class_name,
+            } if module_name == "torch._utils" && class_name.starts_with("_rebuild_tensor") => {
+                check_rebuild_args(args)
+            }
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    })
+}
+
+/// Calls `visit` on every object under `root`, iteratively (a hostile pickle can nest deeper
+/// than the stack allows recursion), failing once nesting passes `limit`.
+fn walk(
+    root: &Object,
+    limit: usize,
+    mut visit: impl FnMut(&Object) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
     let mut todo = vec![(root, 0usize)];
     while let Some((obj, depth)) = todo.pop() {
-        if depth > MAX_DEPTH {
-            return Err(format!("objects nested more than {MAX_DEPTH} deep"));
+        if depth > limit {
+            return Err(format!("objects nested more than {limit} deep"));
         }
+        visit(obj)?;
         match obj {
-            Object::Reduce { callable, args } => {
-                if let Object::Class { module_name, class_name } = callable.as_ref() {
-                    if module_name == "torch._utils" && class_name.starts_with("_rebuild_tensor") {
-                        check_rebuild_args(args)?;
-                    }
-                }
-                todo.push((callable, depth + 1));
-                todo.push((args, depth + 1));
-            }
-            Object::Build { callable, args } => {
+            Object::Reduce { callable, args } | Object::Build { callable, args } => {
                 todo.push((callable, depth + 1));
                 todo.push((args, depth + 1));
             }
@@ -207,7 +197,9 @@ fn check_tensor_calls(root: &Object) -> std::result::Result<(), String> {
 
 fn check_rebuild_args(args: &Object) -> std::result::Result<(), String> {
     let bad = |what: &str| Err(format!("a tensor-rebuild call with {what}"));
-    let is_int = |o: &Object| matches!(o, Object::Int(i) if *i >= 0) || matches!(o, Object::Long(l) if *l >= 0);
+    let is_int = |o: &Object| {
+        matches!(o, Object::Int(i) if *i >= 0) || matches!(o, Object::Long(l) if *l >= 0)
+    };
     let is_int_seq = |o: &Object| match o {
         Object::Tuple(v) | Object::List(v) => v.iter().all(is_int),
         _ => false,
