@@ -39,8 +39,29 @@ pub fn same_conv2d(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<
         padding: k / 2,
         ..Default::default()
     };
-    let conv = candle_nn::conv2d(cin, cout, k, config, vb.clone())?;
-    let fast = vb.device().is_cpu() && vb.dtype() == DType::F32 && k % 2 == 1;
+    let conv = candle_nn::conv2d(cin, cout, k, config, vb)?;
+    from_candle_conv(conv, cin, cout, k)
+}
+
+/// A 1×1 conv from `nn.Linear` weights `weight` (cout, cin) and `bias` (cout): the linear map
+/// applied to every pixel of an NCHW tensor (diffusers' attention projections, which act on
+/// the (b, h·w, c) sequence of the same pixels).
+pub fn same_conv2d_from_linear(cin: usize, cout: usize, vb: VarBuilder) -> Result<SameConv2d> {
+    let weight = vb.get((cout, cin), "weight")?.reshape((cout, cin, 1, 1))?;
+    let bias = vb.get(cout, "bias")?;
+    let conv = candle_nn::Conv2d::new(weight, Some(bias), Conv2dConfig::default());
+    from_candle_conv(conv, cin, cout, 1)
+}
+
+/// Wrap a stride-1, padding-k/2 candle conv, preparing the CPU kernel when the weights are f32
+/// on the CPU.
+fn from_candle_conv(
+    conv: candle_nn::Conv2d,
+    cin: usize,
+    cout: usize,
+    k: usize,
+) -> Result<SameConv2d> {
+    let fast = conv.weight().device().is_cpu() && conv.weight().dtype() == DType::F32 && k % 2 == 1;
     let kernel = if !fast {
         Kernel::Candle(conv)
     } else {
@@ -224,6 +245,35 @@ mod tests {
             err <= 1e-5 * scale,
             "k={k} {h}x{w}: max err {err} (scale {scale})"
         );
+    }
+
+    #[test]
+    fn from_linear_is_a_per_pixel_linear() {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let lin = candle_nn::linear(6, 5, vb.pp("l")).unwrap();
+        let conv = same_conv2d_from_linear(6, 5, vb.pp("l")).unwrap();
+        assert!(!matches!(conv.kernel, Kernel::Candle(_)));
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 3, 4), &dev).unwrap();
+        let fast = conv.forward(&x).unwrap();
+        // (b, c, h, w) -> (b, hw, c) -> linear -> back.
+        let seq = x
+            .flatten_from(2)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let reference = lin
+            .forward(&seq)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((2, 5, 3, 4))
+            .unwrap();
+        let err = max_abs(&(fast - &reference).unwrap());
+        assert!(err <= 1e-5 * max_abs(&reference), "max err {err}");
     }
 
     #[test]

@@ -17,7 +17,9 @@ fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<SameConv2d>
     same_conv2d(cin, cout, k, vb)
 }
 
-struct ResnetBlock {
+/// GroupNorm → swish → conv3×3 → GroupNorm → swish → conv3×3, plus the input (through a 1×1
+/// conv when the channel count changes). Shared with the SDXL VAE decoder (`sdxl_vae.rs`).
+pub(crate) struct ResnetBlock {
     norm1: GroupNorm,
     conv1: SameConv2d,
     norm2: GroupNorm,
@@ -27,20 +29,32 @@ struct ResnetBlock {
 
 impl ResnetBlock {
     fn new(cin: usize, cout: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_names(cin, cout, GROUPS, "nin_shortcut", vb)
+    }
+
+    /// `groups` GroupNorm groups (eps 1e-6); `shortcut` names the 1×1 conv used when
+    /// `cin != cout` (`nin_shortcut` here, `conv_shortcut` in diffusers).
+    pub(crate) fn with_names(
+        cin: usize,
+        cout: usize,
+        groups: usize,
+        shortcut: &str,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
-            norm1: group_norm(GROUPS, cin, EPS, vb.pp("norm1"))?,
+            norm1: group_norm(groups, cin, EPS, vb.pp("norm1"))?,
             conv1: conv(cin, cout, 3, vb.pp("conv1"))?,
-            norm2: group_norm(GROUPS, cout, EPS, vb.pp("norm2"))?,
+            norm2: group_norm(groups, cout, EPS, vb.pp("norm2"))?,
             conv2: conv(cout, cout, 3, vb.pp("conv2"))?,
             nin_shortcut: if cin != cout {
-                Some(conv(cin, cout, 1, vb.pp("nin_shortcut"))?)
+                Some(conv(cin, cout, 1, vb.pp(shortcut))?)
             } else {
                 None
             },
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward_swish(x)?)?;
         let h = self.conv2.forward(&self.norm2.forward_swish(&h)?)?;
         match &self.nin_shortcut {
@@ -50,40 +64,80 @@ impl ResnetBlock {
     }
 }
 
-struct AttnBlock {
+/// Single-head spatial self-attention with a GroupNorm in front and a residual connection:
+/// `x + proj_out(softmax(qᵀk / √C) applied to v)`. Shared with the SDXL VAE decoder.
+pub(crate) struct AttnBlock {
     norm: GroupNorm,
     q: SameConv2d,
     k: SameConv2d,
     v: SameConv2d,
     proj_out: SameConv2d,
+    /// Compute scores, softmax and the weighted sum in f32 for 16-bit activations.
+    upcast: bool,
 }
 
 impl AttnBlock {
     fn new(c: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            norm: group_norm(GROUPS, c, EPS, vb.pp("norm"))?,
-            q: conv(c, c, 1, vb.pp("q"))?,
-            k: conv(c, c, 1, vb.pp("k"))?,
-            v: conv(c, c, 1, vb.pp("v"))?,
-            proj_out: conv(c, c, 1, vb.pp("proj_out"))?,
-        })
+        Ok(Self::from_parts(
+            group_norm(GROUPS, c, EPS, vb.pp("norm"))?,
+            [
+                conv(c, c, 1, vb.pp("q"))?,
+                conv(c, c, 1, vb.pp("k"))?,
+                conv(c, c, 1, vb.pp("v"))?,
+                conv(c, c, 1, vb.pp("proj_out"))?,
+            ],
+            false,
+        ))
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `[q, k, v, proj_out]` 1×1 convs; `upcast`: attention arithmetic in f32 when the
+    /// activations are 16-bit (diffusers' `upcast_softmax=True`).
+    pub(crate) fn from_parts(
+        norm: GroupNorm,
+        [q, k, v, proj_out]: [SameConv2d; 4],
+        upcast: bool,
+    ) -> Self {
+        Self {
+            norm,
+            q,
+            k,
+            v,
+            proj_out,
+            upcast,
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let hn = self.norm.forward(x)?;
+        let dtype = x.dtype();
+        let work = if self.upcast && matches!(dtype, DType::BF16 | DType::F16) {
+            DType::F32
+        } else {
+            dtype
+        };
         let q = self
             .q
             .forward(&hn)?
             .reshape((b, c, h * w))?
             .transpose(1, 2)?
+            .to_dtype(work)?
             .contiguous()?; // (b, hw, c)
-        let k = self.k.forward(&hn)?.reshape((b, c, h * w))?; // (b, c, hw)
-        let v = self.v.forward(&hn)?.reshape((b, c, h * w))?;
+        let k = self
+            .k
+            .forward(&hn)?
+            .reshape((b, c, h * w))?
+            .to_dtype(work)?; // (b, c, hw)
+        let v = self
+            .v
+            .forward(&hn)?
+            .reshape((b, c, h * w))?
+            .to_dtype(work)?;
         let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k)? * (c as f64).powf(-0.5))?)?; // (b, hw_q, hw_k)
         let out = v
             .matmul(&attn.transpose(1, 2)?.contiguous()?)?
-            .reshape((b, c, h, w))?;
+            .reshape((b, c, h, w))?
+            .to_dtype(dtype)?;
         x + self.proj_out.forward(&out)?
     }
 }
