@@ -5,6 +5,10 @@ Quick start::
     from janus_rs import JanusPro
     model = JanusPro.from_pretrained("path/to/Janus-Pro-1B")
     print(model.understand("cat.png", "What is in this image?"))
+
+    from janus_rs import JanusFlow
+    flow = JanusFlow.from_pretrained("deepseek-ai/JanusFlow-1.3B", vae="stabilityai/sdxl-vae")
+    flow.generate("a cozy cabin in the snow", num_images=2, seed=1).images[0].save("cabin.png")
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ from .errors import (
     WeightsError,
 )
 from .generation import GenerationResult
+from .janus_flow import DEFAULT_VAE, JanusFlow
 from .janus_pro import DEFAULT_SYSTEM_PROMPT, MAX_IMAGES_PER_CALL, JanusPro
 
 __version__: str = _native.__version__
 
 __all__ = [
     "JanusPro",
+    "JanusFlow",
     "GenerationResult",
     "MAX_IMAGES_PER_CALL",
     "DEFAULT_SYSTEM_PROMPT",
+    "DEFAULT_VAE",
     "JanusError",
     "NotFoundError",
     "LoadError",

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, overload
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import _backend, _native
+from ._chat import DEFAULT_SYSTEM_PROMPT, IMAGE_TAG, ChatModel, Message, _check_int, _f32
 from .errors import InputError
 from .generation import GenerationResult, Progress, progress_hook
-from .images import ImageInput, to_rgb_array, to_rgb_arrays
-from .streaming import stream_tokens
-
-IMAGE_TAG = "<image_placeholder>"
+from .images import ImageInput, to_rgb_arrays
 
 MAX_IMAGES_PER_CALL = 64
 """Default cap on images per :meth:`JanusPro.generate` call (the KV cache grows with it)."""
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful language and vision assistant. You are able to understand the visual content "
-    "that the user provides, and assist the user with a variety of tasks using natural language."
-)
-"""The system prompt the official processor uses for understanding."""
-
-Message = Mapping[str, Any]
-"""A conversation turn: ``{"role": "user" | "assistant", "content": str, "images": [...]}``.
-
-Roles may also be given as the checkpoint's own strings (``"<|User|>"``, ``"User"``)."""
+__all__ = ["JanusPro", "MAX_IMAGES_PER_CALL", "DEFAULT_SYSTEM_PROMPT", "IMAGE_TAG", "Message"]
 
 
-class JanusPro:
+class JanusPro(ChatModel):
     """A loaded Janus / Janus-Pro checkpoint (deepseek-ai or transformers layout).
 
     Load with :meth:`from_pretrained`; ask about images with :meth:`understand` (optionally
@@ -46,10 +35,7 @@ class JanusPro:
     """
 
     def __init__(self, native: _native.JanusProModel, name: str | None = None) -> None:
-        self._native = native
-        self._info = dict(native.info())
-        self._name = name if name is not None else os.path.basename(os.path.normpath(str(self._info["path"])))
-        self._info["name"] = self._name
+        super().__init__(native, name)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -113,294 +99,11 @@ class JanusPro:
         display = name if os.path.normpath(path) != os.path.normpath(name) else None
         return cls(native, name=display)
 
-    # ------------------------------------------------------------------ facts
-    @property
-    def info(self) -> dict[str, Any]:
-        """Facts about the model: path, device, dtype, sizes, special token ids, ..."""
-        return dict(self._info)
-
-    @property
-    def device(self) -> str:
-        return self._info["device"]
-
-    @property
-    def dtype(self) -> str:
-        return self._info["dtype"]
-
-    @property
-    def num_parameters(self) -> int:
-        """Parameters (tensor elements) in the checkpoint: 2,089,232,011 for Janus-Pro-1B."""
-        return self._info["num_parameters"]
-
-    @property
-    def image_size(self) -> int:
-        return self._info["image_size"]
-
-    @property
-    def num_image_tokens(self) -> int:
-        """LLM positions each image takes: (image_size / patch_size)², 576 for real models."""
-        return self._info["num_image_tokens"]
-
-    @property
-    def name(self) -> str:
-        """The hub id the model was loaded from, or its folder's name."""
-        return self._name
-
     def __repr__(self) -> str:
         return (
             f"JanusPro(name={self._name!r}, device={self.device!r}, dtype={self.dtype!r}, "
             f"parameters={self.num_parameters / 1e6:.1f}M, layout={self._info['layout']!r})"
         )
-
-    # ------------------------------------------------------------------ high level
-    @overload
-    def understand(
-        self,
-        image: ImageInput | Sequence[ImageInput] | None,
-        question: str,
-        *,
-        max_new_tokens: int = ...,
-        do_sample: bool = ...,
-        temperature: float = ...,
-        top_p: float | None = ...,
-        top_k: int | None = ...,
-        repetition_penalty: float | None = ...,
-        seed: int | None = ...,
-        system_prompt: str | None = ...,
-        on_token: Callable[[int], Any] | None = ...,
-        stream: Literal[False] = ...,
-    ) -> str: ...
-
-    @overload
-    def understand(
-        self,
-        image: ImageInput | Sequence[ImageInput] | None,
-        question: str,
-        *,
-        max_new_tokens: int = ...,
-        do_sample: bool = ...,
-        temperature: float = ...,
-        top_p: float | None = ...,
-        top_k: int | None = ...,
-        repetition_penalty: float | None = ...,
-        seed: int | None = ...,
-        system_prompt: str | None = ...,
-        on_token: Callable[[int], Any] | None = ...,
-        stream: Literal[True],
-    ) -> Iterator[str]: ...
-
-    def understand(
-        self,
-        image: ImageInput | Sequence[ImageInput] | None,
-        question: str,
-        *,
-        max_new_tokens: int = 512,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        system_prompt: str | None = None,
-        on_token: Callable[[int], Any] | None = None,
-        stream: bool = False,
-    ) -> str | Iterator[str]:
-        """Answer ``question`` about one image (or a list of images, or none).
-
-        The prompt is the official one: the default system prompt, then
-        ``<|User|>: <image_placeholder>\\n{question}``, then ``<|Assistant|>:``. With several
-        images, one placeholder line per image is put before the question, unless the question
-        already contains ``<image_placeholder>`` tags (then they mark where each image goes).
-
-        Args:
-            image: a PIL image, an ``HxWx3`` uint8 array, a file path, encoded image bytes, a
-                list of those, or ``None`` for a text-only question.
-            question: the user's question.
-            max_new_tokens: most tokens to generate (default 512, the official value); the
-                answer stops earlier at the end-of-sentence token.
-            do_sample: sample instead of greedy decoding (the official default is greedy).
-            temperature: softmax temperature when sampling (0 means greedy).
-            top_p: nucleus sampling threshold in (0, 1], or ``None``.
-            top_k: keep only the k most likely tokens, or ``None``.
-            repetition_penalty: transformers-style penalty (> 1 discourages repeats), or ``None``.
-            seed: makes sampling reproducible; ``None`` draws a fresh seed.
-            system_prompt: replaces the default system prompt (``""`` for none).
-            on_token: called with each new token id as it is generated.
-            stream: return an iterator that yields the answer's text pieces as they are
-                decoded (whole UTF-8 characters only) instead of the finished string. Stopping
-                the iteration early stops the generation.
-
-        Returns:
-            The answer text, special tokens removed (or, with ``stream=True``, an iterator of
-            its pieces; joined, they equal the non-streamed answer).
-        """
-        images = to_rgb_arrays(image)
-        if not isinstance(question, str):
-            raise InputError(f"question must be a string, got {type(question).__name__}")
-        content = question
-        if IMAGE_TAG not in question:
-            content = "".join(IMAGE_TAG + "\n" for _ in images) + question
-        return self._reply(
-            [("user", content)],
-            images,
-            system_prompt,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-            on_token=on_token,
-            stream=stream,
-        )
-
-    @overload
-    def chat(
-        self,
-        messages: Iterable[Message],
-        *,
-        max_new_tokens: int = ...,
-        do_sample: bool = ...,
-        temperature: float = ...,
-        top_p: float | None = ...,
-        top_k: int | None = ...,
-        repetition_penalty: float | None = ...,
-        seed: int | None = ...,
-        system_prompt: str | None = ...,
-        on_token: Callable[[int], Any] | None = ...,
-        stream: Literal[False] = ...,
-    ) -> str: ...
-
-    @overload
-    def chat(
-        self,
-        messages: Iterable[Message],
-        *,
-        max_new_tokens: int = ...,
-        do_sample: bool = ...,
-        temperature: float = ...,
-        top_p: float | None = ...,
-        top_k: int | None = ...,
-        repetition_penalty: float | None = ...,
-        seed: int | None = ...,
-        system_prompt: str | None = ...,
-        on_token: Callable[[int], Any] | None = ...,
-        stream: Literal[True],
-    ) -> Iterator[str]: ...
-
-    def chat(
-        self,
-        messages: Iterable[Message],
-        *,
-        max_new_tokens: int = 512,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        system_prompt: str | None = None,
-        on_token: Callable[[int], Any] | None = None,
-        stream: bool = False,
-    ) -> str | Iterator[str]:
-        """Continue a multi-turn conversation and return the assistant's next reply.
-
-        ``messages`` alternate user and assistant turns, as in the official code::
-
-            [{"role": "user", "content": "<image_placeholder>\\nWhat is this?", "images": [img]},
-             {"role": "assistant", "content": "A cat."},
-             {"role": "user", "content": "What colour is it?"}]
-
-        Each ``<image_placeholder>`` takes the next image of its message's ``images``; a message
-        with images but no placeholder gets one placeholder line per image before its text.
-        Other arguments (``stream`` included) are as in :meth:`understand`.
-        """
-        turns, images = self._normalise_messages(messages)
-        return self._reply(
-            turns,
-            images,
-            system_prompt,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-            on_token=on_token,
-            stream=stream,
-        )
-
-    def _reply(
-        self,
-        turns: Sequence[tuple[str, str]],
-        images: list[np.ndarray],
-        system_prompt: str | None,
-        *,
-        max_new_tokens: int,
-        do_sample: bool,
-        temperature: float,
-        top_p: float | None,
-        top_k: int | None,
-        repetition_penalty: float | None,
-        seed: int | None,
-        on_token: Callable[[int], Any] | None,
-        stream: bool,
-    ) -> str | Iterator[str]:
-        _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        if top_k is not None:
-            _check_int("top_k", top_k, minimum=1)
-        if seed is not None:
-            _check_int("seed", seed, minimum=0)
-        if on_token is not None and not callable(on_token):
-            raise InputError(f"on_token must be callable, got {type(on_token).__name__}")
-        prompt = self.format_prompt(turns, system_prompt=system_prompt)
-
-        def run(callback: Callable[[int], Any] | None) -> list[int]:
-            ids, _seed = self._native.generate_reply(
-                prompt,
-                images,
-                max_new_tokens,
-                bool(do_sample),
-                float(temperature),
-                top_k,
-                None if top_p is None else float(top_p),
-                None if repetition_penalty is None else float(repetition_penalty),
-                seed,
-                callback,
-            )
-            return list(ids)
-
-        def decode(ids: Sequence[int]) -> str:
-            return self._native.decode(list(ids), skip_special_tokens=True)
-
-        if stream:
-            return stream_tokens(run, decode, on_token)
-        return decode(run(on_token))
-
-    @staticmethod
-    def _normalise_messages(messages: Iterable[Message]) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
-        turns: list[tuple[str, str]] = []
-        images: list[np.ndarray] = []
-        for i, m in enumerate(messages):
-            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-                raise InputError(f"message {i} must be a dict with 'role' and 'content' keys, got {m!r}")
-            content = m["content"]
-            if not isinstance(content, str):
-                raise InputError(f"message {i}: content must be a string, got {type(content).__name__}")
-            imgs = to_rgb_arrays(m.get("images"))
-            if imgs and IMAGE_TAG not in content:
-                content = "".join(IMAGE_TAG + "\n" for _ in imgs) + content
-            elif content.count(IMAGE_TAG) != len(imgs):
-                raise InputError(
-                    f"message {i} has {content.count(IMAGE_TAG)} {IMAGE_TAG} tags but {len(imgs)} images"
-                )
-            turns.append((str(m["role"]), content))
-            images.extend(imgs)
-        if not turns:
-            raise InputError("the conversation is empty")
-        return turns, images
 
     # ------------------------------------------------------------------ text-to-image
     def generate(
@@ -545,76 +248,3 @@ class JanusPro:
     def image_token_embeddings(self, tokens: Sequence[int]) -> np.ndarray:
         """LLM input embeddings of image tokens (``gen_embed`` → ``gen_aligner``)."""
         return self._native.image_token_embeddings([int(t) for t in tokens])
-
-    # ------------------------------------------------------------------ pipeline stages
-    def format_prompt(self, messages: Sequence[tuple[str, str]], *, system_prompt: str | None = None) -> str:
-        """Render ``(role, content)`` turns with the official SFT template, ending with an empty
-        assistant turn for the model to complete. ``system_prompt=None`` uses the default."""
-        system = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
-        return self._native.render_prompt([(str(r), str(c)) for r, c in messages], system)
-
-    def prompt_ids(self, prompt: str) -> np.ndarray:
-        """Token ids of a rendered prompt: BOS first, each ``<image_placeholder>`` expanded to
-        ``<begin_of_image>`` + N × ``<image_placeholder>`` + ``<end_of_image>``."""
-        ids, _n = self._native.prompt_ids(prompt)
-        return np.asarray(ids, dtype=np.int64)
-
-    def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
-        """Tokenize ``text`` (no image expansion)."""
-        return self._native.encode(text, add_bos=add_bos)
-
-    def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = True) -> str:
-        """Detokenize ``ids``."""
-        return self._native.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
-
-    def token_id(self, token: str) -> int | None:
-        """Id of a token string in this checkpoint's tokenizer, or ``None``."""
-        return self._native.token_to_id(token)
-
-    def resize_image(self, image: ImageInput) -> np.ndarray:
-        """The resize step of preprocessing alone: long side to ``image_size``, PIL-style
-        antialiased bicubic. Returns ``H'xW'x3`` uint8."""
-        return self._native.resize_image(to_rgb_array(image))
-
-    def preprocess(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
-        """Pixel values ``(n, 3, S, S)`` float32 as the official ``VLMImageProcessor`` makes them."""
-        return self._native.preprocess_images(to_rgb_arrays(images))
-
-    def vision_features(self, pixel_values: np.ndarray) -> np.ndarray:
-        """SigLIP output ``(n, N, width)`` for pixel values ``(n, 3, S, S)``."""
-        return self._native.vision_features(_f32(pixel_values, "pixel_values"))
-
-    def align_image_features(self, features: np.ndarray) -> np.ndarray:
-        """The understanding aligner (Linear → GELU → Linear) on SigLIP features."""
-        return self._native.align_image_features(_f32(features, "features"))
-
-    def inputs_embeds(self, input_ids: Sequence[int] | np.ndarray, pixel_values: np.ndarray | None = None) -> np.ndarray:
-        """LLM input embeddings ``(T, hidden)``: token embeddings with the image positions
-        replaced by the aligned SigLIP features of ``pixel_values`` (one image per block)."""
-        ids = [int(i) for i in np.asarray(input_ids).reshape(-1)]
-        if any(i < 0 for i in ids):
-            raise InputError("input_ids must be non-negative")
-        px = None if pixel_values is None else _f32(pixel_values, "pixel_values")
-        return self._native.inputs_embeds(ids, px)
-
-    def forward(self, inputs_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the LLM on ``(T, hidden)`` or ``(B, T, hidden)`` embeddings from position 0.
-
-        Returns ``(last_hidden_state, logits)``: the final-norm hidden states and the
-        ``lm_head`` logits for every position."""
-        return self._native.forward(_f32(inputs_embeds, "inputs_embeds"))
-
-
-def _f32(a: Any, name: str) -> np.ndarray:
-    arr = np.asarray(a)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise InputError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,4 +1,5 @@
 //! Generation loops and the shared sampler.
+pub mod flow;
 pub mod image;
 pub mod limits;
 pub mod postprocess;

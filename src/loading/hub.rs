@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 /// What a model repository must provide, in the order the loader looks for it.
 #[derive(Debug, Clone, Copy)]
 pub struct RepoFiles {
+    /// What the folder is, for messages ("model folder").
+    pub what: &'static str,
     /// Files that must be present (besides the weights).
     pub required: &'static [&'static str],
     /// Weight layouts in order of preference; an `*.index.json` brings the shards it lists.
@@ -26,6 +28,7 @@ pub struct RepoFiles {
 
 /// A Janus / Janus-Pro / JanusFlow checkpoint (either layout).
 pub const JANUS_FILES: RepoFiles = RepoFiles {
+    what: "model folder",
     required: &["config.json", "tokenizer.json"],
     weights: &[
         "model.safetensors.index.json",
@@ -37,6 +40,7 @@ pub const JANUS_FILES: RepoFiles = RepoFiles {
 
 /// A diffusers VAE folder (`stabilityai/sdxl-vae`).
 pub const DIFFUSERS_VAE_FILES: RepoFiles = RepoFiles {
+    what: "VAE folder",
     required: &["config.json"],
     weights: &[
         "diffusion_pytorch_model.safetensors",
@@ -72,7 +76,8 @@ pub fn resolve(name_or_path: &str, files: &RepoFiles, opts: &HubOptions) -> Resu
     }
     if !is_repo_id(name_or_path) {
         return Err(Error::Unavailable(format!(
-            "model folder not found: {} (nor is it a Hugging Face hub id of the form owner/name)",
+            "{} not found: {} (nor is it a Hugging Face hub id of the form owner/name)",
+            files.what,
             path.display()
         )));
     }

@@ -8,15 +8,14 @@ use candle_nn::VarBuilder;
 
 use super::gen_head::ImageTokenHead;
 use super::llama::Llama;
+use super::multimodal::{check_prompt_ids, splice_rows, weights_err, Processing};
 use super::projector::MlpProjector;
 use super::siglip::SiglipVisionTower;
 use super::vq::VqModel;
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
-use crate::loading::{
-    Checkpoint, CheckpointFiles, ImageProcessorConfig, JanusConfig, ProcessorConfig, WeightLayout,
-};
+use crate::loading::{Checkpoint, CheckpointFiles, JanusConfig, WeightLayout};
 use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
 
@@ -59,65 +58,17 @@ pub struct JanusPro {
     num_parameters: usize,
 }
 
-fn weights_err(e: candle_core::Error) -> Error {
-    fn root(e: &candle_core::Error) -> String {
-        match e {
-            candle_core::Error::WithPath { inner, .. }
-            | candle_core::Error::Context { inner, .. } => root(inner),
-            candle_core::Error::WithBacktrace { inner, .. } => root(inner),
-            other => other.to_string(),
-        }
-    }
-    Error::Weights(root(&e))
-}
-
 impl JanusPro {
     /// Load a checkpoint folder in the official deepseek-ai layout.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let files = CheckpointFiles::in_dir(dir)?;
         let config = JanusConfig::from_file(&files.config)?;
-        let image_cfg = if files.preprocessor_config.is_file() {
-            ImageProcessorConfig::from_file(&files.preprocessor_config)?
-        } else if let Some(cfg) = ImageProcessorConfig::nested_in(&files.processor_config)? {
-            cfg
-        } else {
-            let mut cfg: ImageProcessorConfig = serde_json::from_str("{}")
-                .map_err(|e| Error::config(&files.preprocessor_config, e.to_string()))?;
-            cfg.image_size = config.vision.image_size;
-            cfg
-        };
-        if image_cfg.image_size != config.vision.image_size {
-            return Err(Error::config(
-                &files.preprocessor_config,
-                format!(
-                    "image_size {} differs from the vision tower's image_size {} in config.json",
-                    image_cfg.image_size, config.vision.image_size
-                ),
-            ));
-        }
-        let proc_cfg = if files.processor_config.is_file() {
-            ProcessorConfig::from_file(&files.processor_config)?
-        } else {
-            ProcessorConfig::default()
-        };
-        let num_image_tokens = config.vision.num_patches();
-        if let Some(n) = proc_cfg.num_image_tokens {
-            if n != num_image_tokens {
-                return Err(Error::config(
-                    &files.processor_config,
-                    format!("num_image_tokens {n} differs from (image_size / patch_size)² = {num_image_tokens}"),
-                ));
-            }
-        }
-        let tokenizer = JanusTokenizer::from_file(&files.tokenizer, &proc_cfg)?;
-        let vocab = config.language.vocab_size;
-        for (name, id) in tokenizer.special.named() {
-            if id as usize >= vocab {
-                return Err(Error::Tokenizer(format!(
-                    "{name} token id {id} is outside the LLM vocabulary of {vocab} (language_config.vocab_size)"
-                )));
-            }
-        }
+        let Processing {
+            image_processor,
+            tokenizer,
+            num_image_tokens,
+            ..
+        } = Processing::load(&files, &config.vision, config.language.vocab_size, false)?;
         let template = match &opts.template {
             Some(t) => t.clone(),
             None if tokenizer.token_to_id("<|User|>").is_some() => ChatTemplate::janus_pro(),
@@ -166,7 +117,7 @@ impl JanusPro {
         Ok(Self {
             config,
             tokenizer,
-            image_processor: ImageProcessor::new(&image_cfg),
+            image_processor,
             template,
             num_image_tokens,
             vision,
@@ -275,15 +226,7 @@ impl JanusPro {
     /// Input embeddings (1, T, hidden): token embeddings with the image-placeholder positions
     /// replaced, in order, by the rows of `image_embeds` (n, tokens, hidden).
     pub fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
-        let vocab = self.config.language.vocab_size;
-        if ids.is_empty() {
-            return Err(Error::input("the prompt has no tokens"));
-        }
-        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::input(format!(
-                "token id {bad} is outside the vocabulary of {vocab}"
-            )));
-        }
+        check_prompt_ids(ids, self.config.language.vocab_size)?;
         let id_tensor = Tensor::new(ids, &self.device)?;
         let text = self.llm.embed(&id_tensor)?; // (T, H)
         let image = self.tokenizer.special.image;
@@ -309,25 +252,7 @@ impl JanusPro {
             )));
         }
         let embeds = match image_embeds {
-            Some(e) if rows > 0 => {
-                // Gather from [text rows; image rows]: position i takes text row i, or the next
-                // image row when it holds the image placeholder.
-                let table = Tensor::cat(&[&text, &e.flatten_to(1)?.to_dtype(text.dtype())?], 0)?;
-                let mut next = ids.len() as u32;
-                let index: Vec<u32> = ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &t)| {
-                        if t == image {
-                            next += 1;
-                            next - 1
-                        } else {
-                            i as u32
-                        }
-                    })
-                    .collect();
-                table.index_select(&Tensor::new(index.as_slice(), &self.device)?, 0)?
-            }
+            Some(e) if rows > 0 => splice_rows(&text, ids, |t| t == image, &e.flatten_to(1)?)?,
             _ => text,
         };
         Ok(embeds.unsqueeze(0)?)

@@ -13,6 +13,9 @@ use super::linear::{linear_no_bias, Linear};
 use crate::loading::LlamaConfig;
 
 /// Per-layer key/value cache, allocated once for the whole request and written in place.
+///
+/// `Clone` shares the buffers (see [`KvCache::fork`]).
+#[derive(Clone)]
 pub struct KvCache {
     layers: Vec<candle_nn::kv_cache::KvCache>,
     capacity: usize,
@@ -36,6 +39,16 @@ impl KvCache {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// A cache that continues from this one's current length over the *same* buffers:
+    /// appending to the fork writes the positions after `self.seq_len()` in place, which
+    /// `self` never reads (it only sees its own length). Dropping the fork is therefore a
+    /// truncation back to `self`'s length, without copying the prefix. Used to run different
+    /// suffixes after one shared, cached prefix (JanusFlow's prompt). Appending past the
+    /// capacity still works but reallocates (the fork then no longer shares the buffers).
+    pub fn fork(&self) -> Self {
+        self.clone()
     }
 }
 
@@ -249,13 +262,7 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let past = cache.seq_len();
-        if past + t > self.cfg.max_position_embeddings {
-            candle_core::bail!(
-                "sequence of {} positions exceeds max_position_embeddings {}",
-                past + t,
-                self.cfg.max_position_embeddings
-            );
-        }
+        self.check_positions(past + t)?;
         let pads = left_pad.filter(|p| p.iter().any(|&n| n > 0));
         let (cos, sin, mask) = match pads {
             None => {
@@ -299,9 +306,49 @@ impl Llama {
                 )
             }
         };
+        self.run_layers(x, (&cos, &sin), cache, mask.as_ref())
+    }
+
+    /// Run `x` (b, t, hidden) at positions `cache.seq_len()..+t` (the same for every row)
+    /// under an additive attention mask (b or 1, 1, t, past + t) built by the caller, causal
+    /// limit included (see [`causal_mask_hiding_keys`]); appends to the cache and returns the
+    /// final-norm hidden states. Positions do not follow the mask: JanusFlow's sampler hides
+    /// the unconditional rows' prompt but keeps positions 0.., as the official code does.
+    pub fn forward_embeds_masked(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (_, t, _) = x.dims3()?;
+        let past = cache.seq_len();
+        self.check_positions(past + t)?;
+        let cos = self.rotary.cos.narrow(0, past, t)?;
+        let sin = self.rotary.sin.narrow(0, past, t)?;
+        let mask = mask.to_dtype(x.dtype())?;
+        self.run_layers(x, (&cos, &sin), cache, Some(&mask))
+    }
+
+    fn check_positions(&self, end: usize) -> Result<()> {
+        if end > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {end} positions exceeds max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            );
+        }
+        Ok(())
+    }
+
+    fn run_layers(
+        &self,
+        x: &Tensor,
+        rotary: (&Tensor, &Tensor),
+        cache: &mut KvCache,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let mut h = x.clone();
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            h = layer.forward(&h, (&cos, &sin), layer_cache, mask.as_ref())?;
+            h = layer.forward(&h, rotary, layer_cache, mask)?;
         }
         self.norm.forward(&h)
     }
@@ -319,6 +366,47 @@ impl Llama {
     }
 }
 
+/// Additive mask (rows, 1, t, past + t) for queries at positions `past..past + t`: causal
+/// (−∞ above the diagonal), and for row r the keys in `hidden[r]` hidden from every query (the
+/// 2-D `attention_mask` of transformers, zeros at `hidden[r]`). Hidden keys get the dtype's
+/// lowest finite value rather than −∞, so a query that can see nothing else still has a finite
+/// softmax.
+pub fn causal_mask_hiding_keys(
+    hidden: &[std::ops::Range<usize>],
+    t: usize,
+    past: usize,
+    dtype: DType,
+    dev: &Device,
+) -> Result<Tensor> {
+    let total = past + t;
+    let low = lowest(dtype);
+    let mut mask = Vec::with_capacity(hidden.len() * t * total);
+    for keys in hidden {
+        for i in 0..t {
+            let q = past + i;
+            mask.extend((0..total).map(|j| {
+                if j > q {
+                    f32::NEG_INFINITY
+                } else if keys.contains(&j) {
+                    low
+                } else {
+                    0.0
+                }
+            }));
+        }
+    }
+    Tensor::from_vec(mask, (hidden.len(), 1, t, total), dev)?.to_dtype(dtype)
+}
+
+/// The most negative finite value of `dtype`, as f32.
+fn lowest(dtype: DType) -> f32 {
+    match dtype {
+        DType::F16 => -65504.0,
+        DType::BF16 => -3.38e38,
+        _ => f32::MIN,
+    }
+}
+
 /// Additive mask (b, 1, t, past + t): causal, and a row's padding keys hidden from its real
 /// tokens. Padding queries still see themselves, so no softmax row is empty.
 fn padded_causal_mask(
@@ -329,11 +417,7 @@ fn padded_causal_mask(
     dev: &Device,
 ) -> Result<Tensor> {
     let total = past + t;
-    let hidden = match dtype {
-        DType::F16 => -65504.0,
-        DType::BF16 => -3.38e38,
-        _ => f32::MIN,
-    };
+    let hidden = lowest(dtype);
     let mut mask = Vec::with_capacity(pads.len() * t * total);
     for &pad in pads {
         for i in 0..t {

@@ -42,11 +42,30 @@ pub struct JanusTokenizer {
 
 impl JanusTokenizer {
     pub fn from_file(path: &Path, proc: &ProcessorConfig) -> Result<Self> {
+        Self::from_file_adding(path, proc, &[])
+    }
+
+    /// Like [`from_file`](Self::from_file), after adding each token of `add_if_missing` that the
+    /// file lacks as a special token, in order, with the next free id: what the official
+    /// `VLChatProcessor.__init__` does with `tokenizer.add_special_tokens` (JanusFlow's adds
+    /// `<｜begin▁of▁generation｜>`, absent from the shipped tokenizer).
+    pub fn from_file_adding(
+        path: &Path,
+        proc: &ProcessorConfig,
+        add_if_missing: &[&str],
+    ) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::not_found("tokenizer.json", path));
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let mut inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| Error::Tokenizer(format!("cannot load {}: {e}", path.display())))?;
+        for token in add_if_missing {
+            if inner.token_to_id(token).is_none() {
+                inner
+                    .add_special_tokens([tokenizers::AddedToken::from(token.to_string(), true)])
+                    .map_err(|e| Error::Tokenizer(format!("cannot add token {token:?}: {e}")))?;
+            }
+        }
         let need = |token: &str| {
             inner.token_to_id(token).ok_or_else(|| {
                 Error::Tokenizer(format!(

@@ -18,7 +18,7 @@ use crate::{JanusPro, LoadOptions};
 
 type F32Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 
-fn rgb_from_numpy(a: &PyReadonlyArrayDyn<u8>) -> Result<RgbImage> {
+pub(super) fn rgb_from_numpy(a: &PyReadonlyArrayDyn<u8>) -> Result<RgbImage> {
     let (data, shape) = numpy_to_vec(a);
     match shape.as_slice() {
         [h, w, 3] => RgbImage::new(*w as u32, *h as u32, data),
@@ -38,7 +38,7 @@ pub fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Py
 
 /// Run `work` without the GIL, giving it a step hook that re-acquires the GIL to check for
 /// Ctrl-C and call `callback(*args)`. A Python error from either stops the work and is re-raised.
-fn with_python_hook<T: Send, A>(
+pub(super) fn with_python_hook<T: Send, A>(
     py: Python<'_>,
     callback: Option<Py<PyAny>>,
     work: impl FnOnce(&mut dyn FnMut(A) -> Result<()>) -> Result<T> + Send,

@@ -2,6 +2,7 @@
 //! normalisation, PIL, tqdm, docs) lives in the pure-Python package `janus_rs`.
 
 mod errors;
+mod janus_flow;
 mod janus_pro;
 
 use std::panic::AssertUnwindSafe;
@@ -110,6 +111,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_pretrained, m)?)?;
     m.add_class::<janus_pro::JanusProModel>()?;
+    m.add_class::<janus_flow::JanusFlowModel>()?;
     m.add_function(wrap_pyfunction!(janus_pro::decode_image, m)?)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from PIL import Image
 
 import janus_rs
-from janus_rs import GenerationResult, JanusPro
+from janus_rs import GenerationResult, JanusFlow, JanusPro
 
 
 def load(model_id: str, device: str = "cpu") -> JanusPro:
@@ -103,6 +103,25 @@ def tokens_round_trip(model: JanusPro, out: GenerationResult, image: Path) -> np
 
     later: npt.NDArray[np.int64] = model.generate_tokens("a red cat", num_images=1, seed=out.seed, progress=False)
     return model.decode_tokens(later)
+
+
+def flow_paint(model_id: str, vae: str, image: Path, out_dir: Path) -> GenerationResult:
+    """JanusFlow: the same understanding API, and rectified-flow images from an SDXL VAE."""
+    flow = JanusFlow.from_pretrained(model_id, vae=vae)
+    print(repr(flow), flow.latent_shape, flow.has_vae)
+    answer: str = flow.understand(image, "What does this chart show?")
+    pieces: Iterator[str] = flow.understand(image, "Describe it.", stream=True)
+    print(answer, "".join(pieces))
+    timesteps, dt = JanusFlow.schedule(30)
+    noise = np.random.default_rng(0).standard_normal((2, *flow.latent_shape)).astype(np.float32)
+    out = flow.generate("a cozy cabin in the snow", num_images=2, cfg_weight=2.0, num_steps=30, initial_noise=noise)
+    out.images[0].save(out_dir / "cabin.png")
+    if out.latents is not None:
+        again: npt.NDArray[np.uint8] = flow.decode_latents(out.latents)
+        print(again.shape, timesteps[-1], dt)
+    steps: npt.NDArray[np.float32] = flow.generate_latents("a cabin", num_steps=4, return_all_steps=True, seed=out.seed)
+    print(steps.shape)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

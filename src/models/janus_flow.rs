@@ -1,0 +1,841 @@
+//! JanusFlow (`janus/janusflow`'s `MultiModalityCausalLM`): SigLIP + a single-Linear aligner and
+//! the learned `beg_of_und_embed` for understanding; the ConvNeXt U-ViT encoder/decoder and
+//! their aligners around the LLM for rectified-flow generation; the SDXL VAE (a separate
+//! diffusers folder) to turn latents into pixels.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{rms_norm, RmsNorm, VarBuilder};
+
+use super::linear::{linear, Linear};
+use super::llama::Llama;
+use super::multimodal::{check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing};
+use super::sdxl_vae::{VaeConfig, VaeDecoder};
+use super::siglip::SiglipVisionTower;
+use super::uvit::{ShallowUViTDecoder, ShallowUViTEncoder};
+use crate::error::{Error, Result};
+use crate::generation::flow::{
+    gaussian_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep,
+};
+use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
+use crate::loading::{Checkpoint, CheckpointFiles, JanusFlowConfig};
+use crate::preprocess::chat::expand_image_tokens;
+use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage, Role};
+
+#[derive(Debug, Clone)]
+pub struct FlowLoadOptions {
+    pub device: Device,
+    /// `None`: f32 on CPU, bf16 on CUDA.
+    pub dtype: Option<DType>,
+    /// Chat roles; `None`: plain `User`/`Assistant`, as JanusFlow was trained.
+    pub template: Option<ChatTemplate>,
+    /// A diffusers `AutoencoderKL` folder (`stabilityai/sdxl-vae`); without one the model
+    /// understands images and samples latents but cannot decode them to pixels.
+    pub vae: Option<PathBuf>,
+    /// `None`: f32 on CPU; on GPUs the model dtype, bf16 if that is f16. f16 is refused (the
+    /// SDXL VAE overflows in it).
+    pub vae_dtype: Option<DType>,
+}
+
+impl Default for FlowLoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: None,
+            template: None,
+            vae: None,
+            vae_dtype: None,
+        }
+    }
+}
+
+/// What the sampler should hand back.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleOptions {
+    /// Run the prompt once into the KV cache (default) rather than recomputing the whole
+    /// sequence at every step; both give the same latents.
+    pub cache_prefix: bool,
+    /// Return every latent (z₀ and after each step) instead of only the final one.
+    pub keep_all: bool,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            cache_prefix: true,
+            keep_all: false,
+        }
+    }
+}
+
+/// Latent pixels per image pixel when no VAE is loaded (SDXL's ×8).
+const DEFAULT_VAE_UPSCALE: usize = 8;
+
+pub struct JanusFlow {
+    pub config: JanusFlowConfig,
+    pub tokenizer: JanusTokenizer,
+    pub image_processor: ImageProcessor,
+    pub template: ChatTemplate,
+    /// Image tokens per image in a prompt: (image_size / patch_size)².
+    pub num_image_tokens: usize,
+    /// `<｜begin▁of▁generation｜>`, added to the tokenizer when missing.
+    pub begin_of_generation: u32,
+    vision: SiglipVisionTower,
+    und_aligner: Linear,
+    /// (1, hidden): takes the place of `<begin_of_image>`'s embedding in understanding prompts.
+    beg_of_und_embed: Tensor,
+    llm: Llama,
+    gen_enc: ShallowUViTEncoder,
+    gen_enc_aligner: Linear,
+    gen_dec_aligner_norm: RmsNorm,
+    gen_dec_aligner: Linear,
+    gen_dec: ShallowUViTDecoder,
+    vae: Option<VaeDecoder>,
+    vae_dir: Option<PathBuf>,
+    device: Device,
+    dtype: DType,
+    dir: PathBuf,
+    weight_files: Vec<PathBuf>,
+    num_parameters: usize,
+}
+
+struct Modules {
+    vision: SiglipVisionTower,
+    und_aligner: Linear,
+    beg_of_und_embed: Tensor,
+    llm: Llama,
+    gen_enc: ShallowUViTEncoder,
+    gen_enc_aligner: Linear,
+    gen_dec_aligner_norm: RmsNorm,
+    gen_dec_aligner: Linear,
+    gen_dec: ShallowUViTDecoder,
+}
+
+impl Modules {
+    /// The five sizes the official `__init__` hard-codes are derived from the config (see
+    /// `loading::flow_config`).
+    fn new(cfg: &JanusFlowConfig, vb: &VarBuilder) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size();
+        let c = cfg.gen_width();
+        Ok(Self {
+            vision: SiglipVisionTower::new(
+                &cfg.vision,
+                vb.pp("vision_und_enc_model.vision_tower"),
+            )?,
+            und_aligner: linear(cfg.vision.width, h, vb.pp("vision_und_enc_aligner"))?,
+            beg_of_und_embed: vb.get((1, h), "beg_of_und_embed")?,
+            llm: Llama::new(&cfg.language, vb.pp("language_model"))?,
+            gen_enc: ShallowUViTEncoder::new(&cfg.gen_enc, vb.pp("vision_gen_enc_model"))?,
+            gen_enc_aligner: linear(c, h, vb.pp("vision_gen_enc_aligner"))?,
+            gen_dec_aligner_norm: rms_norm(
+                h,
+                cfg.language.rms_norm_eps,
+                vb.pp("vision_gen_dec_aligner_norm"),
+            )?,
+            gen_dec_aligner: linear(h, cfg.gen_dec.in_channels, vb.pp("vision_gen_dec_aligner"))?,
+            gen_dec: ShallowUViTDecoder::new(&cfg.gen_dec, vb.pp("vision_gen_dec_model"))?,
+        })
+    }
+}
+
+/// The VAE dtype: as asked, else f32 on CPU and the model dtype on GPUs (bf16 for an f16 model).
+fn vae_dtype(asked: Option<DType>, model: DType, device: &Device) -> DType {
+    match asked {
+        Some(d) => d,
+        None if device.is_cpu() => DType::F32,
+        None if model == DType::F16 => DType::BF16,
+        None => model,
+    }
+}
+
+impl JanusFlow {
+    /// Load a JanusFlow checkpoint folder (official deepseek-ai layout) and, if given, the
+    /// diffusers VAE folder.
+    pub fn load(dir: &Path, opts: &FlowLoadOptions) -> Result<Self> {
+        let files = CheckpointFiles::in_dir(dir)?;
+        let config = JanusFlowConfig::from_file(&files.config)?;
+        let vocab = config.language.vocab_size;
+        let Processing {
+            image_processor,
+            processor,
+            tokenizer,
+            num_image_tokens,
+        } = Processing::load(&files, &config.vision, vocab, true)?;
+        let begin_of_generation =
+            tokenizer
+                .token_to_id(&processor.image_gen_tag)
+                .ok_or_else(|| {
+                    Error::Tokenizer(format!(
+                        "no token {:?} after adding it",
+                        processor.image_gen_tag
+                    ))
+                })?;
+        check_in_vocab("begin_of_generation", begin_of_generation, vocab)?;
+        let template = opts.template.clone().unwrap_or_else(ChatTemplate::plain);
+        let device = opts.device.clone();
+        let dtype = opts.dtype.unwrap_or(if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        });
+        // The VAE first: its errors (a wrong folder, float16) come before the big model loads.
+        let vae = match &opts.vae {
+            Some(vae_dir) => Some(Self::load_vae(
+                vae_dir,
+                vae_dtype(opts.vae_dtype, dtype, &device),
+                &device,
+                &config,
+            )?),
+            None => None,
+        };
+        let checkpoint = Checkpoint::open_dir(dir)?;
+        let weight_files = checkpoint.files().to_vec();
+        let num_parameters = checkpoint
+            .keys()
+            .filter_map(|k| checkpoint.shape(k))
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        let vb = checkpoint.var_builder(dtype, &device);
+        let m = Modules::new(&config, &vb).map_err(weights_err)?;
+        let upscale = vae
+            .as_ref()
+            .map_or(DEFAULT_VAE_UPSCALE, VaeDecoder::upscale);
+        let step = upscale * config.latent_patch();
+        if !config.vision.image_size.is_multiple_of(step) {
+            return Err(Error::config(
+                &files.config,
+                format!(
+                    "image_size {} is not a multiple of {step} (VAE ×{upscale} times the 2×2 latent patch)",
+                    config.vision.image_size
+                ),
+            ));
+        }
+        Ok(Self {
+            config,
+            tokenizer,
+            image_processor,
+            template,
+            num_image_tokens,
+            begin_of_generation,
+            vision: m.vision,
+            und_aligner: m.und_aligner,
+            beg_of_und_embed: m.beg_of_und_embed,
+            llm: m.llm,
+            gen_enc: m.gen_enc,
+            gen_enc_aligner: m.gen_enc_aligner,
+            gen_dec_aligner_norm: m.gen_dec_aligner_norm,
+            gen_dec_aligner: m.gen_dec_aligner,
+            gen_dec: m.gen_dec,
+            vae_dir: opts.vae.clone(),
+            vae,
+            device,
+            dtype,
+            dir: dir.to_path_buf(),
+            weight_files,
+            num_parameters,
+        })
+    }
+
+    fn load_vae(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        config: &JanusFlowConfig,
+    ) -> Result<VaeDecoder> {
+        if !dir.is_dir() {
+            return Err(Error::not_found("VAE folder", dir));
+        }
+        let config_file = dir.join("config.json");
+        if !config_file.is_file() {
+            return Err(Error::not_found("config.json of the VAE", &config_file));
+        }
+        // A diffusers config names its class; anything else (a JanusFlow or transformers
+        // config.json, a random JSON file) is not a VAE.
+        let raw: serde_json::Value = crate::loading::config::read_json(&config_file)?;
+        if raw.get("_class_name").and_then(|v| v.as_str()).is_none() {
+            return Err(Error::config(
+                &config_file,
+                "not a diffusers VAE config (no \"_class_name\"; expected \"AutoencoderKL\", \
+                 e.g. the folder of stabilityai/sdxl-vae)",
+            ));
+        }
+        // The channel check before any weight is read (a mismatched VAE would otherwise fail
+        // on the first weight shape, with a less useful message).
+        let have = VaeConfig::from_file(&config_file)?.latent_channels;
+        let want = config.latent_channels();
+        if have != want {
+            return Err(Error::config(
+                &config_file,
+                format!(
+                    "the VAE has {have} latent channels but JanusFlow generates {want}-channel latents \
+                     (use the SDXL VAE, stabilityai/sdxl-vae)"
+                ),
+            ));
+        }
+        let vae = VaeDecoder::load(dir, dtype, device)?;
+        Ok(vae)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn weight_files(&self) -> &[PathBuf] {
+        &self.weight_files
+    }
+    pub fn llm(&self) -> &Llama {
+        &self.llm
+    }
+    pub fn vae(&self) -> Option<&VaeDecoder> {
+        self.vae.as_ref()
+    }
+    pub fn vae_dir(&self) -> Option<&Path> {
+        self.vae_dir.as_deref()
+    }
+    /// Number of parameters (tensor elements) in the checkpoint's weight files (VAE excluded).
+    pub fn num_parameters(&self) -> usize {
+        self.num_parameters
+    }
+
+    // ------------------------------------------------------------------ understanding
+
+    /// Token ids of a rendered prompt (BOS first), each `<image_placeholder>` expanded to
+    /// `<begin_of_image>` + N placeholders + `<end_of_image>`, and the number of images.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
+        let ids = self.tokenizer.encode_with_bos(prompt)?;
+        let s = self.tokenizer.special;
+        Ok(expand_image_tokens(
+            &ids,
+            s.image,
+            s.begin_of_image,
+            s.end_of_image,
+            self.num_image_tokens,
+        ))
+    }
+
+    pub fn render_prompt(&self, system_prompt: &str, messages: &[Message]) -> String {
+        self.template.render_for_reply(system_prompt, messages)
+    }
+
+    /// Preprocessed pixel values (n, 3, S, S) in the model dtype, on the model device.
+    pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let s = self.image_processor.image_size;
+        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
+        for img in images {
+            data.extend(self.image_processor.preprocess(img)?);
+        }
+        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?.to_dtype(self.dtype)?)
+    }
+
+    /// SigLIP output (n, tokens, width): all blocks and the final LayerNorm.
+    pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let s = self.image_processor.image_size;
+        match pixel_values.dims() {
+            [_, 3, h, w] if *h == s && *w == s => {}
+            other => {
+                return Err(Error::input(format!(
+                    "pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"
+                )))
+            }
+        }
+        let _t = crate::profile::stage("siglip", &self.device);
+        Ok(self.vision.forward(&pixel_values.to_dtype(self.dtype)?)?)
+    }
+
+    /// `vision_und_enc_aligner` (one Linear) on SigLIP features: (…, width) → (…, hidden).
+    pub fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
+        let width = self.config.vision.width;
+        if features.dims().last() != Some(&width) {
+            return Err(Error::input(format!(
+                "image features must end in dimension {width}, got {:?}",
+                features.dims()
+            )));
+        }
+        Ok(self.und_aligner.forward(&features.to_dtype(self.dtype)?)?)
+    }
+
+    /// Image embeddings (n, tokens, hidden) for the LLM: SigLIP then the aligner.
+    pub fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.align_image_features(&self.vision_features(pixel_values)?)
+    }
+
+    /// Input embeddings (1, T, hidden): token embeddings with, per image, the
+    /// `<begin_of_image>` position replaced by `beg_of_und_embed` and the placeholder positions
+    /// by the rows of `image_embeds` (n, tokens, hidden), in order (the official
+    /// `images_seq_mask = (ids == <image_placeholder>) | (ids == <begin_of_image>)`);
+    /// `<end_of_image>` keeps its token embedding.
+    pub fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.config.hidden_size();
+        check_prompt_ids(ids, self.config.language.vocab_size)?;
+        let text = self.llm.embed(&Tensor::new(ids, &self.device)?)?;
+        let s = self.tokenizer.special;
+        let is_slot = |t: u32| t == s.image || t == s.begin_of_image;
+        let slots = ids.iter().filter(|&&t| is_slot(t)).count();
+        let per_image = self.num_image_tokens + 1;
+        let (n, rows) = match image_embeds {
+            Some(e) => {
+                let (n, tokens, w) = e.dims3()?;
+                if w != h || tokens != self.num_image_tokens {
+                    return Err(Error::input(format!(
+                        "image embeddings must have shape (n, {}, {h}), got {:?}",
+                        self.num_image_tokens,
+                        e.dims()
+                    )));
+                }
+                (n, n * per_image)
+            }
+            None => (0, 0),
+        };
+        if slots != rows {
+            return Err(Error::input(format!(
+                "the prompt has {slots} image positions (<begin_of_image> and placeholders, {} per \
+                 image) but {n} images were given",
+                per_image
+            )));
+        }
+        let embeds = match image_embeds {
+            Some(e) if n > 0 => {
+                let beg = self
+                    .beg_of_und_embed
+                    .to_dtype(e.dtype())?
+                    .unsqueeze(0)?
+                    .repeat((n, 1, 1))?;
+                let rows = Tensor::cat(&[&beg, e], 1)?.flatten_to(1)?;
+                splice_rows(&text, ids, is_slot, &rows)?
+            }
+            _ => text,
+        };
+        Ok(embeds.unsqueeze(0)?)
+    }
+
+    /// The LLM on input embeddings (b, T, hidden) from position 0, causal: final-norm hidden
+    /// states and `lm_head` logits, both (b, T, ·).
+    pub fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (_, t, h) = inputs_embeds.dims3()?;
+        if h != self.config.hidden_size() {
+            return Err(Error::input(format!(
+                "inputs_embeds width {h} differs from the hidden size {}",
+                self.config.hidden_size()
+            )));
+        }
+        crate::generation::text::new_token_budget(&self.llm, t.saturating_sub(1), 0)?;
+        let mut cache = self.llm.new_cache(t);
+        let hidden =
+            self.llm
+                .forward_embeds(&inputs_embeds.to_dtype(self.dtype)?, &mut cache, None)?;
+        let logits = self.llm.logits(&hidden)?;
+        Ok((hidden, logits))
+    }
+
+    /// Answer a rendered prompt about `images` (one per `<image_placeholder>`, in order).
+    /// Returns the new token ids (EOS included if reached).
+    pub fn generate_reply_ids(
+        &self,
+        prompt: &str,
+        images: &[RgbImage],
+        params: &TextGenerationParams,
+        on_token: &mut OnToken,
+    ) -> Result<Vec<u32>> {
+        let (ids, n_placeholders) = self.prompt_ids(prompt)?;
+        if n_placeholders != images.len() {
+            return Err(Error::input(format!(
+                "the conversation has {n_placeholders} <image_placeholder> tags but {} images were given",
+                images.len()
+            )));
+        }
+        crate::generation::text::new_token_budget(&self.llm, ids.len(), params.max_new_tokens)?;
+        let image_embeds = if images.is_empty() {
+            None
+        } else {
+            Some(self.image_embeddings(&self.pixel_values(images)?)?)
+        };
+        let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
+        let reply = generate_text(&self.llm, &embeds, params, on_token);
+        crate::profile::report("understand");
+        reply
+    }
+
+    // ------------------------------------------------------------------ generation
+
+    /// The official generation prompt: `User: {prompt}\n\nAssistant:` (empty system prompt),
+    /// BOS first, then `<｜begin▁of▁generation｜>` (dropped before the LLM, as officially).
+    pub fn generation_prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        if prompt.trim().is_empty() {
+            return Err(Error::input("the prompt is empty"));
+        }
+        let text = self.template.render_for_reply(
+            "",
+            &[Message {
+                role: Role::User,
+                content: prompt.to_string(),
+            }],
+        );
+        let mut ids = self.tokenizer.encode_with_bos(&text)?;
+        ids.push(self.begin_of_generation);
+        Ok(ids)
+    }
+
+    /// Side of the generated images in pixels (the understanding image size, 384).
+    pub fn image_size(&self) -> usize {
+        self.config.vision.image_size
+    }
+
+    /// Side of the latent (48 for 384-pixel images and the ×8 SDXL VAE).
+    pub fn latent_size(&self) -> usize {
+        let upscale = self
+            .vae
+            .as_ref()
+            .map_or(DEFAULT_VAE_UPSCALE, VaeDecoder::upscale);
+        self.image_size() / upscale
+    }
+
+    /// Side of the LLM's latent-token grid (24 for a 48×48 latent).
+    pub fn latent_token_grid(&self) -> usize {
+        self.latent_size() / self.config.latent_patch()
+    }
+
+    /// The latent shape (C, h, w) of one image.
+    pub fn latent_shape(&self) -> (usize, usize, usize) {
+        let s = self.latent_size();
+        (self.config.latent_channels(), s, s)
+    }
+
+    fn net(&self) -> FlowNet<'_> {
+        FlowNet {
+            llm: &self.llm,
+            enc: &self.gen_enc,
+            enc_aligner: &self.gen_enc_aligner,
+            dec_aligner_norm: &self.gen_dec_aligner_norm,
+            dec_aligner: &self.gen_dec_aligner,
+            dec: &self.gen_dec,
+        }
+    }
+
+    fn sampler(&self, prompt: &str, batch: usize) -> Result<FlowSampler<'_>> {
+        let ids = self.generation_prompt_ids(prompt)?;
+        let g = self.latent_token_grid();
+        FlowSampler::new(
+            self.net(),
+            &ids,
+            self.tokenizer.special.pad,
+            batch,
+            g * g,
+            &self.device,
+        )
+    }
+
+    /// Check that `z` is a batch of latents (B, C, h, w) with finite values; returns B.
+    pub fn check_latents(&self, z: &Tensor, what: &str) -> Result<usize> {
+        let (c, h, w) = self.latent_shape();
+        let b = match z.dims() {
+            &[b, zc, zh, zw] if b > 0 && zc == c && zh == h && zw == w => b,
+            other => {
+                return Err(Error::input(format!(
+                    "{what} must have shape (n, {c}, {h}, {w}) with n >= 1, got {other:?}"
+                )))
+            }
+        };
+        Self::check_finite(z, what)?;
+        Ok(b)
+    }
+
+    fn check_finite(z: &Tensor, what: &str) -> Result<()> {
+        let finite = z
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return Err(Error::input(format!(
+                "{what} contains NaN or infinite values"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The generation encoder and its aligner at timestep `t` for latents (R, C, h, w):
+    /// `x_emb` (R, C', h/2, w/2) NCHW, `t_emb` (R, hidden) and the LLM's latent tokens
+    /// `enc_aligner(x_emb)` (R, N, hidden).
+    pub fn flow_encode(&self, z: &Tensor, t: f32) -> Result<(Tensor, Tensor, Tensor)> {
+        self.check_latents(z, "latents")?;
+        let e = self.net().encode(z, t)?;
+        let x_emb = e.skip.permute((0, 3, 1, 2))?.contiguous()?;
+        Ok((x_emb, e.t_emb, e.z_emb))
+    }
+
+    /// From the LLM's final-norm hidden states of the latent tokens (R, N, hidden), the
+    /// encoder's `x_emb` (R, C', g, g) and `t_emb` (R, hidden): the decoder input
+    /// `dec_aligner(dec_aligner_norm(h))` as NCHW (R, C_in, g, g) and the velocity
+    /// (R, C, 2g, 2g).
+    pub fn flow_decode(
+        &self,
+        hidden: &Tensor,
+        x_emb: &Tensor,
+        t_emb: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (r, _, g, g2) = x_emb.dims4()?;
+        let h = self.config.hidden_size();
+        if hidden.dims() != [r, g * g2, h] || t_emb.dims() != [r, h] {
+            return Err(Error::input(format!(
+                "hidden must be (R, {}, {h}) and t_emb (R, {h}) for x_emb {:?}; got {:?} and {:?}",
+                g * g2,
+                x_emb.dims(),
+                hidden.dims(),
+                t_emb.dims()
+            )));
+        }
+        let enc = Encoded {
+            skip: x_emb
+                .to_dtype(self.dtype)?
+                .permute((0, 2, 3, 1))?
+                .contiguous()?,
+            t_emb: t_emb.to_dtype(self.dtype)?,
+            z_emb: hidden.clone(),
+        };
+        let (y, v) = self.net().decode(&hidden.to_dtype(self.dtype)?, &enc)?;
+        Ok((y.permute((0, 3, 1, 2))?.contiguous()?, v))
+    }
+
+    /// One velocity evaluation of the sampler for `prompt`: latents `z` (B, C, h, w) at
+    /// timestep `t`. Returns the rows' velocities before guidance (2B: conditional then
+    /// unconditional) and the guided `w·v_c − (w − 1)·v_u` (B), f32.
+    pub fn velocity(
+        &self,
+        prompt: &str,
+        z: &Tensor,
+        t: f32,
+        cfg_weight: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        let b = self.check_latents(z, "latents")?;
+        if !cfg_weight.is_finite() || !t.is_finite() {
+            return Err(Error::input("cfg_weight and t must be finite numbers"));
+        }
+        let sampler = self.sampler(prompt, b)?;
+        crate::generation::limits::check_kv_cache(
+            &self.llm,
+            2 * b,
+            sampler.seq_len(),
+            &self.device,
+        )?;
+        let v = sampler.velocity_rows(&z.to_dtype(DType::F32)?, t, None)?;
+        let (vc, vu) = (v.narrow(0, 0, b)?, v.narrow(0, b, b)?);
+        let guided = (vc.affine(cfg_weight, 0.0)? - vu.affine(cfg_weight - 1.0, 0.0)?)?;
+        Ok((v, guided))
+    }
+
+    /// Sample latents for each prompt × `params.num_images` (prompt-major). `initial_noise`
+    /// (images, C, h, w) replaces the seeded noise. Returns (images, C, h, w), or with
+    /// `opts.keep_all` (steps + 1, images, C, h, w), f32. Prompts run one after another, each
+    /// with its own CFG batch; `on_step(done, total)` counts steps over all of them.
+    pub fn generate_latents(
+        &self,
+        prompts: &[String],
+        params: &FlowParams,
+        initial_noise: Option<&Tensor>,
+        max_images: usize,
+        opts: SampleOptions,
+        on_step: &mut OnFlowStep,
+    ) -> Result<Tensor> {
+        if prompts.is_empty() {
+            return Err(Error::input("no prompts given"));
+        }
+        params.validate(max_images)?;
+        let b = params.num_images;
+        let total = prompts.len().saturating_mul(b);
+        if total > max_images {
+            return Err(Error::input(format!(
+                "{} prompts × {b} images = {total} images exceeds the limit of {max_images} per call",
+                prompts.len()
+            )));
+        }
+        let samplers = prompts
+            .iter()
+            .map(|p| self.sampler(p, b))
+            .collect::<Result<Vec<_>>>()?;
+        let (c, h, w) = self.latent_shape();
+        let noise = match initial_noise {
+            Some(z) => {
+                let n = self.check_latents(z, "initial_noise")?;
+                if n != total {
+                    return Err(Error::input(format!(
+                        "initial_noise has {n} latents but {total} images were asked for"
+                    )));
+                }
+                z.to_device(&self.device)?.to_dtype(DType::F32)?
+            }
+            None => Tensor::from_vec(
+                gaussian_noise(params.seed, total * c * h * w),
+                (total, c, h, w),
+                &self.device,
+            )?,
+        };
+        let steps_total = prompts.len() * params.num_steps;
+        let mut done = 0;
+        let mut per_prompt = Vec::with_capacity(prompts.len());
+        for (i, sampler) in samplers.iter().enumerate() {
+            crate::generation::limits::check_kv_cache(
+                &self.llm,
+                2 * b,
+                sampler.seq_len(),
+                &self.device,
+            )?;
+            let z0 = noise.narrow(0, i * b, b)?;
+            let latents = sampler.sample(
+                &z0,
+                params.cfg_weight,
+                params.num_steps,
+                opts.cache_prefix,
+                opts.keep_all,
+                &mut || {
+                    done += 1;
+                    on_step(done, steps_total)
+                },
+            )?;
+            per_prompt.push(latents);
+        }
+        crate::profile::report("flow sampling");
+        let out = if opts.keep_all {
+            let steps = (0..=params.num_steps)
+                .map(|s| {
+                    let zs: Vec<&Tensor> = per_prompt.iter().map(|l| &l[s]).collect();
+                    Tensor::cat(&zs, 0)
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::stack(&steps, 0)?
+        } else {
+            let zs: Vec<&Tensor> = per_prompt.iter().map(|l| &l[0]).collect();
+            Tensor::cat(&zs, 0)?
+        };
+        Ok(out)
+    }
+
+    /// The VAE: latents (n, C, h, w) in the sampler's scaled space, any h and w →
+    /// `vae.decode(z / scaling_factor).sample` (n, 3, 8h, 8w), f32, unclipped.
+    pub fn decode_latents(&self, z: &Tensor) -> Result<Tensor> {
+        let vae = self.vae.as_ref().ok_or_else(|| {
+            Error::input(
+                "no VAE is loaded; load the model with a VAE (vae=\"stabilityai/sdxl-vae\" or a local \
+                 diffusers AutoencoderKL folder) to decode latents to images",
+            )
+        })?;
+        let c = self.config.latent_channels();
+        if !matches!(z.dims(), &[n, zc, h, w] if n > 0 && zc == c && h > 0 && w > 0) {
+            return Err(Error::input(format!(
+                "latents must have shape (n, {c}, h, w), got {:?}",
+                z.dims()
+            )));
+        }
+        Self::check_finite(z, "latents")?;
+        let images = {
+            let _t = crate::profile::stage("vae decode", &self.device);
+            vae.decode_scaled(&z.to_device(vae.device())?)?
+                .to_dtype(DType::F32)?
+        };
+        crate::profile::report("vae decode");
+        Ok(images)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cpu_gemm::max_abs;
+    use super::*;
+    use std::collections::HashMap;
+
+    fn fixture() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-janusflow")
+    }
+
+    fn tiny() -> (JanusFlow, HashMap<String, Tensor>) {
+        let dir = fixture();
+        let opts = FlowLoadOptions {
+            vae: Some(dir.join("vae")),
+            ..Default::default()
+        };
+        let m = JanusFlow::load(&dir, &opts).unwrap();
+        let refs = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
+            .unwrap();
+        (m, refs)
+    }
+
+    /// max |a − b| / max |b|.
+    fn rel(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        max_abs(&(a - b).unwrap()) / max_abs(b)
+    }
+
+    fn ids(t: &Tensor) -> Vec<u32> {
+        t.to_dtype(DType::U32).unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn understanding_matches_reference() {
+        let (m, r) = tiny();
+        assert_eq!(m.begin_of_generation, 414);
+        let prompt = m.render_prompt(
+            crate::preprocess::DEFAULT_SYSTEM_PROMPT,
+            &[Message {
+                role: Role::User,
+                content: "<image_placeholder>\nDescribe this image.".into(),
+            }],
+        );
+        let (prompt_ids, n) = m.prompt_ids(&prompt).unwrap();
+        assert_eq!((prompt_ids.clone(), n), (ids(&r["und_input_ids"]), 1));
+        let px = r["und_pixel_values"].unsqueeze(0).unwrap();
+        let emb = m.image_embeddings(&px).unwrap();
+        assert!(rel(&emb.squeeze(0).unwrap(), &r["und_aligner_out"]) < 1e-5);
+        let e = m.inputs_embeds(&prompt_ids, Some(&emb)).unwrap();
+        assert!(rel(&e.squeeze(0).unwrap(), &r["und_inputs_embeds"]) < 1e-5);
+        let (h, l) = m
+            .forward(&r["und_inputs_embeds"].unsqueeze(0).unwrap())
+            .unwrap();
+        assert!(rel(&h.squeeze(0).unwrap(), &r["und_last_hidden"]) < 1e-4);
+        assert!(rel(&l.squeeze(0).unwrap(), &r["und_logits"]) < 1e-4);
+    }
+
+    #[test]
+    fn cached_prefix_gives_the_full_recompute_latents() {
+        let (m, r) = tiny();
+        let params = FlowParams {
+            num_images: 2,
+            cfg_weight: 2.0,
+            num_steps: 30,
+            seed: 0,
+        };
+        let noise = &r["gen_init_noise"];
+        let run = |cache_prefix| {
+            let opts = SampleOptions {
+                cache_prefix,
+                keep_all: true,
+            };
+            m.generate_latents(
+                &["a red cat".into()],
+                &params,
+                Some(noise),
+                8,
+                opts,
+                &mut |_, _| Ok(()),
+            )
+            .unwrap()
+        };
+        let cached = run(true);
+        let full = run(false);
+        let diff = max_abs(&(&cached - &full).unwrap());
+        eprintln!("cached vs full recompute: max |diff| {diff:.3e}");
+        assert!(diff <= 1e-5 * max_abs(&full), "{diff}");
+        let err = rel(&cached, &r["gen_latents"]);
+        eprintln!("latents rel err {err:.3e}");
+        assert!(err < 1e-3, "{err}");
+        let img = m.decode_latents(&r["gen_final_latent"]).unwrap();
+        let err = rel(&img, &r["gen_decoded"]);
+        eprintln!("decoded rel err {err:.3e}");
+        assert!(err < 1e-4, "{err}");
+    }
+}
