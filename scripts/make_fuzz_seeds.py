@@ -89,10 +89,13 @@ def torch_bin(tensors: dict[str, np.ndarray], extra_pickle: bytes = b"") -> byte
         data_pkl = data_pkl[:2] + extra_pickle + data_pkl[2:]
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", data_pkl)
+        def put(name: str, data: bytes | str) -> None:  # fixed timestamps: reproducible files
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
+
+        put("archive/data.pkl", data_pkl)
         for key, blob in blobs.items():
-            z.writestr(f"archive/data/{key}", blob)
-        z.writestr("archive/version", "3\n")
+            put(f"archive/data/{key}", blob)
+        put("archive/version", "3\n")
     return out.getvalue()
 
 
@@ -113,7 +116,8 @@ def main() -> None:
     for i, p in enumerate([FIX / "tiny-janus-pro" / "config.json", FIX / "tiny-janus-pro-hf" / "config.json",
                            FIX / "tiny-janusflow" / "config.json", FIX / "tiny-janus-pro" / "preprocessor_config.json",
                            FIX / "tiny-janus-pro-hf" / "preprocessor_config.json",
-                           FIX / "tiny-janus-pro" / "processor_config.json"]):
+                           FIX / "tiny-janus-pro" / "processor_config.json",
+                           FIX / "tiny-janusflow" / "vae" / "config.json"]):
         write("config", f"{i}-{p.parent.name}-{p.name}", p.read_bytes())
     # torch_pickle
     small = {"w": rng.standard_normal((2, 3)), "b": rng.standard_normal((3,))}

@@ -10,18 +10,21 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 
 use crate::loading::{
-    pickle_guard, Checkpoint, ImageProcessorConfig, JanusConfig, ProcessorConfig,
+    pickle_guard, Checkpoint, ImageProcessorConfig, JanusConfig, JanusFlowConfig, ProcessorConfig,
 };
+use crate::models::sdxl_vae::VaeConfig;
 use crate::preprocess::image::{ImageProcessor, RgbImage};
 
-/// The config parsers: `config.json` (both layouts), `preprocessor_config.json`,
-/// `processor_config.json`.
+/// The config parsers: `config.json` (Janus-Pro in both layouts, JanusFlow), the diffusers
+/// VAE `config.json`, `preprocessor_config.json`, `processor_config.json`.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let file = Path::new("config.json");
     let _ = JanusConfig::from_json(text, file);
+    let _ = JanusFlowConfig::from_json(text, file);
+    let _ = VaeConfig::from_json(text, file);
     if let Ok(cfg) = ImageProcessorConfig::from_json(text, file) {
         // A config that validates must give a usable image processor.
         let processor = ImageProcessor::new(&cfg);

@@ -49,3 +49,17 @@ fn shard_index_inputs() {
 fn image_inputs() {
     replay("image", janus_rs::fuzzing::image);
 }
+
+/// The hand-written torch `.bin` seed is a real state dict (so fuzzing starts from inputs that
+/// reach the tensor reader), and the `os.system` one is refused by the pickle guard.
+#[test]
+fn torch_pickle_seeds_are_what_they_claim() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/torch_pickle");
+    let good = seeds.join("state_dict.bin");
+    janus_rs::loading::pickle_guard::check_torch_pickle(&good).unwrap();
+    let ckpt = janus_rs::loading::Checkpoint::open(&good).unwrap();
+    assert_eq!(ckpt.shape("w"), Some(&[2usize, 3][..]));
+    assert_eq!(ckpt.shape("b"), Some(&[3usize][..]));
+    let evil = janus_rs::loading::pickle_guard::check_torch_pickle(&seeds.join("os_system.bin"));
+    assert!(evil.unwrap_err().to_string().contains("os.system"));
+}
