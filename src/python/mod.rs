@@ -1,6 +1,7 @@
 //! The pyo3 layer: conversions, GIL release, errors. Everything user-facing (argument
 //! normalisation, PIL, tqdm, docs) lives in the pure-Python package `janus_rs`.
 
+mod chat;
 mod errors;
 mod janus_flow;
 mod janus_pro;
