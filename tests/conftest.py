@@ -79,3 +79,49 @@ def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
     """max |actual − expected| / max |expected|."""
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     return float(np.abs(actual.astype(np.float64) - expected).max() / np.abs(expected).max())
+
+
+SIGINT_SCRIPT = """
+import os, signal, sys, threading
+import janus_rs
+
+# A shell that starts us in the background leaves SIGINT ignored; Ctrl-C in a terminal
+# raises KeyboardInterrupt, so make sure that handler is installed.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+model = {load}
+started = threading.Event()
+steps = []
+
+def on_step(done, total):
+    steps.append(done)
+    started.set()
+
+def interrupt():
+    started.wait()
+    os.kill(os.getpid(), signal.SIGINT)   # arrives while the main thread is inside Rust
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    model.{call}
+except KeyboardInterrupt:
+    n = len(steps)
+    # The model still works afterwards.
+    {after}
+    print("interrupted after", n)
+    sys.exit(0)
+print("not interrupted", len(steps))
+sys.exit(1)
+"""
+
+
+def steps_before_sigint(load: str, call: str, after: str) -> int:
+    """Run ``model = load; model.call`` in a subprocess, send it SIGINT after the first progress
+    callback, check ``after`` runs, and return how many steps were done when it stopped. (A
+    subprocess, so the signal cannot reach pytest itself.)"""
+    import subprocess
+    import sys
+
+    code = SIGINT_SCRIPT.format(load=load, call=call, after=after)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return int(r.stdout.split()[2])

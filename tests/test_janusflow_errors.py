@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, TINY
+from conftest import FIXTURES, TINY, steps_before_sigint
 
 from janus_rs import JanusFlow, JanusPro
 from janus_rs.errors import ConfigError, InputError, JanusError, NotFoundError
@@ -201,41 +201,8 @@ def test_model_usable_after_errors(flow):
     assert flow.understand(None, "Hi", max_new_tokens=2) is not None
 
 
-INTERRUPT_SCRIPT = """
-import os, signal, sys, threading
-from janus_rs import JanusFlow
-
-model = JanusFlow.from_pretrained(sys.argv[1], vae=sys.argv[2])
-started = threading.Event()
-steps = []
-
-def on_step(done, total):
-    steps.append(done)
-    started.set()
-
-def interrupt():
-    started.wait()
-    os.kill(os.getpid(), signal.SIGINT)   # arrives while the main thread is inside Rust
-
-threading.Thread(target=interrupt, daemon=True).start()
-try:
-    model.generate("a red cat", num_images=16, num_steps=500, seed=0, progress=on_step)
-except KeyboardInterrupt:
-    n = len(steps)
-    assert model.generate("a red cat", num_steps=2, seed=1, progress=False).array.shape == (1, 64, 64, 3)
-    print("interrupted after", n)
-    sys.exit(0)
-print("not interrupted", len(steps))
-sys.exit(1)
-"""
-
-
 def test_sigint_stops_sampling_within_a_step():
-    import subprocess
-    import sys
-
-    r = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_SCRIPT, str(TINY_FLOW), str(VAE)], capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert int(r.stdout.split()[2]) <= 3
+    load = f"janus_rs.JanusFlow.from_pretrained({str(TINY_FLOW)!r}, vae={str(VAE)!r})"
+    call = "generate('a red cat', num_images=16, num_steps=500, seed=0, progress=on_step)"
+    after = "assert model.generate('a red cat', num_steps=2, seed=1, progress=False).array.shape == (1, 64, 64, 3)"
+    assert steps_before_sigint(load, call, after) <= 3
