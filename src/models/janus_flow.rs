@@ -10,7 +10,9 @@ use candle_nn::{rms_norm, RmsNorm, VarBuilder};
 
 use super::linear::{linear, Linear};
 use super::llama::Llama;
-use super::multimodal::{check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing};
+use super::multimodal::{
+    check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing, Understanding,
+};
 use super::sdxl_vae::{VaeConfig, VaeDecoder};
 use super::siglip::SiglipVisionTower;
 use super::uvit::{ShallowUViTDecoder, ShallowUViTEncoder};
@@ -18,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::generation::flow::{
     gaussian_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep,
 };
-use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusFlowConfig};
 use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage, Role};
@@ -414,53 +415,6 @@ impl JanusFlow {
         Ok(embeds.unsqueeze(0)?)
     }
 
-    /// The LLM on input embeddings (b, T, hidden) from position 0, causal: final-norm hidden
-    /// states and `lm_head` logits, both (b, T, ·).
-    pub fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (_, t, h) = inputs_embeds.dims3()?;
-        if h != self.config.hidden_size() {
-            return Err(Error::input(format!(
-                "inputs_embeds width {h} differs from the hidden size {}",
-                self.config.hidden_size()
-            )));
-        }
-        crate::generation::text::new_token_budget(&self.llm, t.saturating_sub(1), 0)?;
-        let mut cache = self.llm.new_cache(t);
-        let hidden =
-            self.llm
-                .forward_embeds(&inputs_embeds.to_dtype(self.dtype)?, &mut cache, None)?;
-        let logits = self.llm.logits(&hidden)?;
-        Ok((hidden, logits))
-    }
-
-    /// Answer a rendered prompt about `images` (one per `<image_placeholder>`, in order).
-    /// Returns the new token ids (EOS included if reached).
-    pub fn generate_reply_ids(
-        &self,
-        prompt: &str,
-        images: &[RgbImage],
-        params: &TextGenerationParams,
-        on_token: &mut OnToken,
-    ) -> Result<Vec<u32>> {
-        let (ids, n_placeholders) = self.prompt_ids(prompt)?;
-        if n_placeholders != images.len() {
-            return Err(Error::input(format!(
-                "the conversation has {n_placeholders} <image_placeholder> tags but {} images were given",
-                images.len()
-            )));
-        }
-        crate::generation::text::new_token_budget(&self.llm, ids.len(), params.max_new_tokens)?;
-        let image_embeds = if images.is_empty() {
-            None
-        } else {
-            Some(self.image_embeddings(&self.pixel_values(images)?)?)
-        };
-        let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
-        let reply = generate_text(&self.llm, &embeds, params, on_token);
-        crate::profile::report("understand");
-        reply
-    }
-
     // ------------------------------------------------------------------ generation
 
     /// The official generation prompt: `User: {prompt}\n\nAssistant:` (empty system prompt),
@@ -740,6 +694,30 @@ impl JanusFlow {
         };
         crate::profile::report("vae decode");
         Ok(images)
+    }
+}
+
+impl Understanding for JanusFlow {
+    fn llm(&self) -> &Llama {
+        &self.llm
+    }
+    fn compute_dtype(&self) -> DType {
+        self.dtype
+    }
+    fn hidden_size(&self) -> usize {
+        self.config.hidden_size()
+    }
+    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
+        JanusFlow::prompt_ids(self, prompt)
+    }
+    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
+        JanusFlow::pixel_values(self, images)
+    }
+    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        JanusFlow::image_embeddings(self, pixel_values)
+    }
+    fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
+        JanusFlow::inputs_embeds(self, ids, image_embeds)
     }
 }
 

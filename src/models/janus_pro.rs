@@ -8,13 +8,12 @@ use candle_nn::VarBuilder;
 
 use super::gen_head::ImageTokenHead;
 use super::llama::Llama;
-use super::multimodal::{check_prompt_ids, splice_rows, weights_err, Processing};
+use super::multimodal::{check_prompt_ids, splice_rows, weights_err, Processing, Understanding};
 use super::projector::MlpProjector;
 use super::siglip::SiglipVisionTower;
 use super::vq::VqModel;
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
-use crate::generation::text::{generate_text, OnToken, TextGenerationParams};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusConfig, WeightLayout};
 use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
@@ -258,53 +257,6 @@ impl JanusPro {
         Ok(embeds.unsqueeze(0)?)
     }
 
-    /// The LLM on input embeddings (b, T, hidden) from position 0: final-norm hidden states and
-    /// `lm_head` logits, both (b, T, ·).
-    pub fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (_, t, h) = inputs_embeds.dims3()?;
-        if h != self.config.language.hidden_size {
-            return Err(Error::input(format!(
-                "inputs_embeds width {h} differs from the hidden size {}",
-                self.config.language.hidden_size
-            )));
-        }
-        crate::generation::text::new_token_budget(&self.llm, t.saturating_sub(1), 0)?;
-        let mut cache = self.llm.new_cache(t);
-        let hidden =
-            self.llm
-                .forward_embeds(&inputs_embeds.to_dtype(self.dtype)?, &mut cache, None)?;
-        let logits = self.llm.logits(&hidden)?;
-        Ok((hidden, logits))
-    }
-
-    /// Answer the last user turn of `messages` about `images` (one per `<image_placeholder>`,
-    /// in order). Returns the new token ids (EOS included if reached).
-    pub fn generate_reply_ids(
-        &self,
-        prompt: &str,
-        images: &[RgbImage],
-        params: &TextGenerationParams,
-        on_token: &mut OnToken,
-    ) -> Result<Vec<u32>> {
-        let (ids, n_placeholders) = self.prompt_ids(prompt)?;
-        if n_placeholders != images.len() {
-            return Err(Error::input(format!(
-                "the conversation has {n_placeholders} <image_placeholder> tags but {} images were given",
-                images.len()
-            )));
-        }
-        crate::generation::text::new_token_budget(&self.llm, ids.len(), params.max_new_tokens)?;
-        let image_embeds = if images.is_empty() {
-            None
-        } else {
-            Some(self.image_embeddings(&self.pixel_values(images)?)?)
-        };
-        let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
-        let reply = generate_text(&self.llm, &embeds, params, on_token);
-        crate::profile::report("understand");
-        reply
-    }
-
     /// Side of the generated image-token grid: image_size / VQ down-sampling (24 for 384 px).
     pub fn image_token_grid(&self) -> usize {
         self.config.vision.image_size / self.config.gen_vision.downsample()
@@ -484,5 +436,29 @@ impl JanusPro {
     /// Number of parameters (tensor elements) in the checkpoint's weight files.
     pub fn num_parameters(&self) -> usize {
         self.num_parameters
+    }
+}
+
+impl Understanding for JanusPro {
+    fn llm(&self) -> &Llama {
+        &self.llm
+    }
+    fn compute_dtype(&self) -> DType {
+        self.dtype
+    }
+    fn hidden_size(&self) -> usize {
+        self.config.language.hidden_size
+    }
+    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
+        JanusPro::prompt_ids(self, prompt)
+    }
+    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
+        JanusPro::pixel_values(self, images)
+    }
+    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        JanusPro::image_embeddings(self, pixel_values)
+    }
+    fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
+        JanusPro::inputs_embeds(self, ids, image_embeds)
     }
 }

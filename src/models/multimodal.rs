@@ -2,10 +2,13 @@
 //! folder (image processor, processor config, tokenizer) and the splicing of image rows into the
 //! token embeddings of a prompt.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
+use super::llama::Llama;
 use crate::error::{Error, Result};
+use crate::generation::text::{generate_text, new_token_budget, OnToken, TextGenerationParams};
 use crate::loading::{CheckpointFiles, ImageProcessorConfig, ProcessorConfig, SiglipConfig};
+use crate::preprocess::RgbImage;
 use crate::preprocess::{ImageProcessor, JanusTokenizer};
 
 /// The preprocessing state of one checkpoint.
@@ -149,4 +152,64 @@ pub fn splice_rows(
         })
         .collect();
     Ok(table.index_select(&Tensor::new(index.as_slice(), text.device())?, 0)?)
+}
+
+/// The understanding path both models share: each supplies its prompt ids, image embeddings
+/// and embedding splice; the LLM forward and the reply loop are the same.
+pub trait Understanding {
+    fn llm(&self) -> &Llama;
+    /// The dtype the LLM computes in.
+    fn compute_dtype(&self) -> DType;
+    fn hidden_size(&self) -> usize;
+    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)>;
+    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor>;
+    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor>;
+    fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor>;
+
+    /// The LLM on input embeddings (b, T, hidden) from position 0, causal: final-norm hidden
+    /// states and `lm_head` logits, both (b, T, ·).
+    fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (_, t, h) = inputs_embeds.dims3()?;
+        if h != self.hidden_size() {
+            return Err(Error::input(format!(
+                "inputs_embeds width {h} differs from the hidden size {}",
+                self.hidden_size()
+            )));
+        }
+        let llm = self.llm();
+        new_token_budget(llm, t.saturating_sub(1), 0)?;
+        let mut cache = llm.new_cache(t);
+        let x = inputs_embeds.to_dtype(self.compute_dtype())?;
+        let hidden = llm.forward_embeds(&x, &mut cache, None)?;
+        let logits = llm.logits(&hidden)?;
+        Ok((hidden, logits))
+    }
+
+    /// Answer a rendered prompt about `images` (one per `<image_placeholder>`, in order).
+    /// Returns the new token ids (EOS included if reached).
+    fn generate_reply_ids(
+        &self,
+        prompt: &str,
+        images: &[RgbImage],
+        params: &TextGenerationParams,
+        on_token: &mut OnToken,
+    ) -> Result<Vec<u32>> {
+        let (ids, n_placeholders) = self.prompt_ids(prompt)?;
+        if n_placeholders != images.len() {
+            return Err(Error::input(format!(
+                "the conversation has {n_placeholders} <image_placeholder> tags but {} images were given",
+                images.len()
+            )));
+        }
+        new_token_budget(self.llm(), ids.len(), params.max_new_tokens)?;
+        let image_embeds = if images.is_empty() {
+            None
+        } else {
+            Some(self.image_embeddings(&self.pixel_values(images)?)?)
+        };
+        let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
+        let reply = generate_text(self.llm(), &embeds, params, on_token);
+        crate::profile::report("understand");
+        reply
+    }
 }

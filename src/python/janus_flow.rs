@@ -16,6 +16,7 @@ use crate::generation::flow::FlowParams;
 use crate::generation::postprocess::to_uint8_nhwc;
 use crate::generation::{SamplingConfig, TextGenerationParams};
 use crate::models::janus_flow::SampleOptions;
+use crate::models::multimodal::Understanding;
 use crate::models::{FlowLoadOptions, JanusFlow};
 use crate::preprocess::{ChatTemplate, Message, Role};
 
