@@ -12,6 +12,7 @@ use super::linear::{linear, Linear};
 use super::llama::Llama;
 use super::multimodal::{
     check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing, Understanding,
+    UnderstandingParts,
 };
 use super::sdxl_vae::{VaeConfig, VaeDecoder};
 use super::siglip::SiglipVisionTower;
@@ -21,8 +22,7 @@ use crate::generation::flow::{
     gaussian_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep,
 };
 use crate::loading::{Checkpoint, CheckpointFiles, JanusFlowConfig};
-use crate::preprocess::chat::expand_image_tokens;
-use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage, Role};
+use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, Role};
 
 #[derive(Debug, Clone)]
 pub struct FlowLoadOptions {
@@ -306,49 +306,6 @@ impl JanusFlow {
 
     // ------------------------------------------------------------------ understanding
 
-    /// Token ids of a rendered prompt (BOS first), each `<image_placeholder>` expanded to
-    /// `<begin_of_image>` + N placeholders + `<end_of_image>`, and the number of images.
-    pub fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
-        let ids = self.tokenizer.encode_with_bos(prompt)?;
-        let s = self.tokenizer.special;
-        Ok(expand_image_tokens(
-            &ids,
-            s.image,
-            s.begin_of_image,
-            s.end_of_image,
-            self.num_image_tokens,
-        ))
-    }
-
-    pub fn render_prompt(&self, system_prompt: &str, messages: &[Message]) -> String {
-        self.template.render_for_reply(system_prompt, messages)
-    }
-
-    /// Preprocessed pixel values (n, 3, S, S) in the model dtype, on the model device.
-    pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
-        let s = self.image_processor.image_size;
-        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
-        for img in images {
-            data.extend(self.image_processor.preprocess(img)?);
-        }
-        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?.to_dtype(self.dtype)?)
-    }
-
-    /// SigLIP output (n, tokens, width): all blocks and the final LayerNorm.
-    pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        let s = self.image_processor.image_size;
-        match pixel_values.dims() {
-            [_, 3, h, w] if *h == s && *w == s => {}
-            other => {
-                return Err(Error::input(format!(
-                    "pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"
-                )))
-            }
-        }
-        let _t = crate::profile::stage("siglip", &self.device);
-        Ok(self.vision.forward(&pixel_values.to_dtype(self.dtype)?)?)
-    }
-
     /// `vision_und_enc_aligner` (one Linear) on SigLIP features: (…, width) → (…, hidden).
     pub fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
         let width = self.config.vision.width;
@@ -359,11 +316,6 @@ impl JanusFlow {
             )));
         }
         Ok(self.und_aligner.forward(&features.to_dtype(self.dtype)?)?)
-    }
-
-    /// Image embeddings (n, tokens, hidden) for the LLM: SigLIP then the aligner.
-    pub fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        self.align_image_features(&self.vision_features(pixel_values)?)
     }
 
     /// Input embeddings (1, T, hidden): token embeddings with, per image, the
@@ -698,23 +650,21 @@ impl JanusFlow {
 }
 
 impl Understanding for JanusFlow {
-    fn llm(&self) -> &Llama {
-        &self.llm
+    fn parts(&self) -> UnderstandingParts<'_> {
+        UnderstandingParts {
+            tokenizer: &self.tokenizer,
+            image_processor: &self.image_processor,
+            template: &self.template,
+            num_image_tokens: self.num_image_tokens,
+            vision: &self.vision,
+            llm: &self.llm,
+            device: &self.device,
+            dtype: self.dtype,
+            hidden_size: self.config.hidden_size(),
+        }
     }
-    fn compute_dtype(&self) -> DType {
-        self.dtype
-    }
-    fn hidden_size(&self) -> usize {
-        self.config.hidden_size()
-    }
-    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
-        JanusFlow::prompt_ids(self, prompt)
-    }
-    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
-        JanusFlow::pixel_values(self, images)
-    }
-    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        JanusFlow::image_embeddings(self, pixel_values)
+    fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
+        JanusFlow::align_image_features(self, features)
     }
     fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
         JanusFlow::inputs_embeds(self, ids, image_embeds)

@@ -8,14 +8,15 @@ use candle_nn::VarBuilder;
 
 use super::gen_head::ImageTokenHead;
 use super::llama::Llama;
-use super::multimodal::{check_prompt_ids, splice_rows, weights_err, Processing, Understanding};
+use super::multimodal::{
+    check_prompt_ids, splice_rows, weights_err, Processing, Understanding, UnderstandingParts,
+};
 use super::projector::MlpProjector;
 use super::siglip::SiglipVisionTower;
 use super::vq::VqModel;
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusConfig, WeightLayout};
-use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
 
 #[derive(Debug, Clone)]
@@ -159,51 +160,6 @@ impl JanusPro {
         &self.llm
     }
 
-    /// Token ids of a conversation rendered with the SFT template, with every image
-    /// placeholder expanded. Returns the ids and the number of images the prompt refers to.
-    pub fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
-        let ids = self.tokenizer.encode_with_bos(prompt)?;
-        let s = self.tokenizer.special;
-        Ok(expand_image_tokens(
-            &ids,
-            s.image,
-            s.begin_of_image,
-            s.end_of_image,
-            self.num_image_tokens,
-        ))
-    }
-
-    pub fn render_prompt(&self, system_prompt: &str, messages: &[Message]) -> String {
-        self.template.render_for_reply(system_prompt, messages)
-    }
-
-    /// Preprocessed pixel values (n, 3, S, S) in the model dtype, on the model device.
-    pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
-        let s = self.image_processor.image_size;
-        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
-        for img in images {
-            data.extend(self.image_processor.preprocess(img)?);
-        }
-        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?.to_dtype(self.dtype)?)
-    }
-
-    fn check_pixels(&self, pixel_values: &Tensor) -> Result<()> {
-        let s = self.image_processor.image_size;
-        match pixel_values.dims() {
-            [_, 3, h, w] if *h == s && *w == s => Ok(()),
-            other => Err(Error::input(format!(
-                "pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"
-            ))),
-        }
-    }
-
-    /// SigLIP output (n, tokens, width): all blocks and the final LayerNorm.
-    pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        self.check_pixels(pixel_values)?;
-        let _t = crate::profile::stage("siglip", &self.device);
-        Ok(self.vision.forward(&pixel_values.to_dtype(self.dtype)?)?)
-    }
-
     /// The understanding aligner applied to SigLIP features: (…, width) → (…, hidden).
     pub fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
         let width = self.config.vision.width;
@@ -215,11 +171,6 @@ impl JanusPro {
         }
         let _t = crate::profile::stage("aligner", &self.device);
         Ok(self.aligner.forward(&features.to_dtype(self.dtype)?)?)
-    }
-
-    /// Image embeddings (n, tokens, hidden) for the LLM: SigLIP then the aligner.
-    pub fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        self.align_image_features(&self.vision_features(pixel_values)?)
     }
 
     /// Input embeddings (1, T, hidden): token embeddings with the image-placeholder positions
@@ -440,23 +391,21 @@ impl JanusPro {
 }
 
 impl Understanding for JanusPro {
-    fn llm(&self) -> &Llama {
-        &self.llm
+    fn parts(&self) -> UnderstandingParts<'_> {
+        UnderstandingParts {
+            tokenizer: &self.tokenizer,
+            image_processor: &self.image_processor,
+            template: &self.template,
+            num_image_tokens: self.num_image_tokens,
+            vision: &self.vision,
+            llm: &self.llm,
+            device: &self.device,
+            dtype: self.dtype,
+            hidden_size: self.config.language.hidden_size,
+        }
     }
-    fn compute_dtype(&self) -> DType {
-        self.dtype
-    }
-    fn hidden_size(&self) -> usize {
-        self.config.language.hidden_size
-    }
-    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
-        JanusPro::prompt_ids(self, prompt)
-    }
-    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
-        JanusPro::pixel_values(self, images)
-    }
-    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        JanusPro::image_embeddings(self, pixel_values)
+    fn align_image_features(&self, features: &Tensor) -> Result<Tensor> {
+        JanusPro::align_image_features(self, features)
     }
     fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor> {
         JanusPro::inputs_embeds(self, ids, image_embeds)

@@ -2,13 +2,15 @@
 //! folder (image processor, processor config, tokenizer) and the splicing of image rows into the
 //! token embeddings of a prompt.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::llama::Llama;
+use super::siglip::SiglipVisionTower;
 use crate::error::{Error, Result};
 use crate::generation::text::{generate_text, new_token_budget, OnToken, TextGenerationParams};
 use crate::loading::{CheckpointFiles, ImageProcessorConfig, ProcessorConfig, SiglipConfig};
-use crate::preprocess::RgbImage;
+use crate::preprocess::chat::expand_image_tokens;
+use crate::preprocess::{ChatTemplate, Message, RgbImage};
 use crate::preprocess::{ImageProcessor, JanusTokenizer};
 
 /// The preprocessing state of one checkpoint.
@@ -154,34 +156,103 @@ pub fn splice_rows(
     Ok(table.index_select(&Tensor::new(index.as_slice(), text.device())?, 0)?)
 }
 
-/// The understanding path both models share: each supplies its prompt ids, image embeddings
-/// and embedding splice; the LLM forward and the reply loop are the same.
+/// What the shared understanding methods read from a model.
+pub struct UnderstandingParts<'a> {
+    pub tokenizer: &'a JanusTokenizer,
+    pub image_processor: &'a ImageProcessor,
+    pub template: &'a ChatTemplate,
+    /// Image tokens per image in a prompt: (image_size / patch_size)².
+    pub num_image_tokens: usize,
+    pub vision: &'a SiglipVisionTower,
+    pub llm: &'a Llama,
+    pub device: &'a Device,
+    /// The dtype the networks compute in.
+    pub dtype: DType,
+    pub hidden_size: usize,
+}
+
+/// The understanding path both models share: prompts, preprocessing, SigLIP, the LLM forward
+/// and the reply loop. Each model supplies its parts, its aligner and its embedding splice
+/// (JanusFlow puts `beg_of_und_embed` at `<begin_of_image>`).
 pub trait Understanding {
-    fn llm(&self) -> &Llama;
-    /// The dtype the LLM computes in.
-    fn compute_dtype(&self) -> DType;
-    fn hidden_size(&self) -> usize;
-    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)>;
-    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor>;
-    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor>;
+    fn parts(&self) -> UnderstandingParts<'_>;
+    /// The understanding aligner on SigLIP features: (…, width) → (…, hidden).
+    fn align_image_features(&self, features: &Tensor) -> Result<Tensor>;
+    /// Input embeddings (1, T, hidden) of `ids` with the image positions filled from the rows
+    /// of `image_embeds` (n, tokens, hidden), in order.
     fn inputs_embeds(&self, ids: &[u32], image_embeds: Option<&Tensor>) -> Result<Tensor>;
+
+    /// Token ids of a rendered prompt (BOS first), each `<image_placeholder>` expanded to
+    /// `<begin_of_image>` + N placeholders + `<end_of_image>`, and the number of images.
+    fn prompt_ids(&self, prompt: &str) -> Result<(Vec<u32>, usize)> {
+        let p = self.parts();
+        let ids = p.tokenizer.encode_with_bos(prompt)?;
+        let s = p.tokenizer.special;
+        Ok(expand_image_tokens(
+            &ids,
+            s.image,
+            s.begin_of_image,
+            s.end_of_image,
+            p.num_image_tokens,
+        ))
+    }
+
+    /// The SFT prompt for `messages`, ending with an empty assistant turn.
+    fn render_prompt(&self, system_prompt: &str, messages: &[Message]) -> String {
+        self.parts()
+            .template
+            .render_for_reply(system_prompt, messages)
+    }
+
+    /// Preprocessed pixel values (n, 3, S, S) in the model dtype, on the model device.
+    fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let p = self.parts();
+        let s = p.image_processor.image_size;
+        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
+        for img in images {
+            data.extend(p.image_processor.preprocess(img)?);
+        }
+        Ok(Tensor::from_vec(data, (images.len(), 3, s, s), p.device)?.to_dtype(p.dtype)?)
+    }
+
+    /// SigLIP output (n, tokens, width): all blocks and the final LayerNorm.
+    fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let p = self.parts();
+        let s = p.image_processor.image_size;
+        match pixel_values.dims() {
+            [_, 3, h, w] if *h == s && *w == s => {}
+            other => {
+                return Err(Error::input(format!(
+                    "pixel_values must have shape (n, 3, {s}, {s}), got {other:?}"
+                )))
+            }
+        }
+        let _t = crate::profile::stage("siglip", p.device);
+        Ok(p.vision.forward(&pixel_values.to_dtype(p.dtype)?)?)
+    }
+
+    /// Image embeddings (n, tokens, hidden) for the LLM: SigLIP then the aligner.
+    fn image_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.align_image_features(&self.vision_features(pixel_values)?)
+    }
 
     /// The LLM on input embeddings (b, T, hidden) from position 0, causal: final-norm hidden
     /// states and `lm_head` logits, both (b, T, ·).
     fn forward(&self, inputs_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
+        let p = self.parts();
         let (_, t, h) = inputs_embeds.dims3()?;
-        if h != self.hidden_size() {
+        if h != p.hidden_size {
             return Err(Error::input(format!(
                 "inputs_embeds width {h} differs from the hidden size {}",
-                self.hidden_size()
+                p.hidden_size
             )));
         }
-        let llm = self.llm();
-        new_token_budget(llm, t.saturating_sub(1), 0)?;
-        let mut cache = llm.new_cache(t);
-        let x = inputs_embeds.to_dtype(self.compute_dtype())?;
-        let hidden = llm.forward_embeds(&x, &mut cache, None)?;
-        let logits = llm.logits(&hidden)?;
+        new_token_budget(p.llm, t.saturating_sub(1), 0)?;
+        let mut cache = p.llm.new_cache(t);
+        let hidden = p
+            .llm
+            .forward_embeds(&inputs_embeds.to_dtype(p.dtype)?, &mut cache, None)?;
+        let logits = p.llm.logits(&hidden)?;
         Ok((hidden, logits))
     }
 
@@ -201,14 +272,15 @@ pub trait Understanding {
                 images.len()
             )));
         }
-        new_token_budget(self.llm(), ids.len(), params.max_new_tokens)?;
+        let llm = self.parts().llm;
+        new_token_budget(llm, ids.len(), params.max_new_tokens)?;
         let image_embeds = if images.is_empty() {
             None
         } else {
             Some(self.image_embeddings(&self.pixel_values(images)?)?)
         };
         let embeds = self.inputs_embeds(&ids, image_embeds.as_ref())?;
-        let reply = generate_text(self.llm(), &embeds, params, on_token);
+        let reply = generate_text(llm, &embeds, params, on_token);
         crate::profile::report("understand");
         reply
     }
