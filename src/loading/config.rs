@@ -18,11 +18,16 @@ use crate::error::{Error, Result};
 
 /// Read and parse a JSON file into `T`, with errors that name the file.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::not_found("config file", path),
-        _ => Error::config(path, format!("cannot read: {e}")),
-    })?;
+    let text = read_config_text(path, "config file")?;
     serde_json::from_str(&text).map_err(|e| Error::config(path, e.to_string()))
+}
+
+/// The text of a config file; a missing one is `NotFound` as `what`.
+pub fn read_config_text(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::not_found(what, path),
+        _ => Error::config(path, format!("cannot read: {e}")),
+    })
 }
 
 fn default_hidden_size() -> usize {
@@ -417,11 +422,7 @@ pub struct JanusConfig {
 
 impl JanusConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::not_found("config.json", path),
-            _ => Error::config(path, format!("cannot read: {e}")),
-        })?;
-        Self::from_json(&text, path)
+        Self::from_json(&read_config_text(path, "config.json")?, path)
     }
 
     pub fn from_json(text: &str, file: &Path) -> Result<Self> {

@@ -37,11 +37,7 @@ pub struct JanusFlowConfig {
 
 impl JanusFlowConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::not_found("config.json", path),
-            _ => Error::config(path, format!("cannot read: {e}")),
-        })?;
-        Self::from_json(&text, path)
+        Self::from_json(&super::config::read_config_text(path, "config.json")?, path)
     }
 
     pub fn from_json(text: &str, file: &Path) -> Result<Self> {
