@@ -1,14 +1,13 @@
 """The official deepseek-ai Janus(-Pro) state-dict layout mapped to the transformers port's
 (`transformers.models.janus`), from the table in ../shared/reference/oracle.md (itself read from
-transformers' convert_janus_weights_to_hf.py). Used by the fixture maker and the reference
-benchmarks; needs torch (the fused SigLIP qkv is split into q, k, v).
+transformers' convert_janus_weights_to_hf.py). Used by the fixture makers, the reference
+benchmarks and tests/fixture_variants.py; works on torch tensors and numpy arrays alike (the fused
+SigLIP qkv is split into q, k, v by slicing, which is what torch.split does), so it needs neither.
 """
 
 from __future__ import annotations
 
 import re
-
-import torch
 
 
 def official_to_hf(sd):
@@ -21,7 +20,9 @@ def official_to_hf(sd):
             continue
         m = re.fullmatch(r"vision_model\.vision_tower\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)", k)
         if m:
-            q, kk, v = torch.split(t, t.shape[0] // 3, dim=0)
+            assert t.shape[0] % 3 == 0, (k, t.shape)
+            n3 = t.shape[0] // 3
+            q, kk, v = t[:n3], t[n3:2 * n3], t[2 * n3:]
             base = f"model.vision_model.encoder.layers.{m.group(1)}.self_attn."
             hf[base + "q_proj." + m.group(2)] = q
             hf[base + "k_proj." + m.group(2)] = kk

@@ -10,7 +10,8 @@ Writes (deterministic, seed 0):
   tests/fixtures/tiny-janus-pro/            tiny random checkpoint in the OFFICIAL deepseek-ai Janus-Pro-1B layout
                                             (config.json multi_modality, pytorch_model.bin bf16, tokenizer, processor cfgs)
   tests/fixtures/weight-variants/           the same bf16 tensors as model.safetensors, sharded .bin (+ index),
-                                            sharded .safetensors (+ index)
+                                            sharded .safetensors (+ index); not committed: the tests derive the
+                                            same bytes from pytorch_model.bin without torch (tests/fixture_variants.py)
   tests/fixtures/tiny-janus-pro-reference/  reference.safetensors + reference.json + input images + README.md
 
 All reference values are computed in float32 from the bf16-rounded weights with the transformers port
@@ -1086,7 +1087,7 @@ Three directories belong together:
 | directory | content |
 |---|---|
 | `tests/fixtures/tiny-janus-pro/` | a tiny random checkpoint in the **official deepseek-ai Janus-Pro-1B layout**: `config.json` (`multi_modality`), `pytorch_model.bin` (torch zip pickle of a flat `{{official_key: bf16 tensor}}` dict), `preprocessor_config.json`, `processor_config.json`, `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json` |
-| `tests/fixtures/weight-variants/` | the **same bf16 tensors** in the other layouts real checkpoints use: `model.safetensors` (single file); `sharded-bin/pytorch_model-0000{{1,2}}-of-00002.bin` + `pytorch_model.bin.index.json`; `sharded-safetensors/model-0000{{1,2}}-of-00002.safetensors` + `model.safetensors.index.json`. Shards split the key list in half in file order; index files use the HF format `{{"metadata": {{"total_size": bytes}}, "weight_map": {{key: file}}}}` |
+| `tests/fixtures/weight-variants/` | the **same bf16 tensors** in the other layouts real checkpoints use: `model.safetensors` (single file); `sharded-bin/pytorch_model-0000{{1,2}}-of-00002.bin` + `pytorch_model.bin.index.json`; `sharded-safetensors/model-0000{{1,2}}-of-00002.safetensors` + `model.safetensors.index.json`. Shards split the key list in half in file order; index files use the HF format `{{"metadata": {{"total_size": bytes}}, "weight_map": {{key: file}}}}`. **Not committed**: the tests derive these files from `tiny-janus-pro/pytorch_model.bin` without torch, byte-identical to what this script writes (`tests/fixture_variants.py`; by hand: `python tests/fixture_variants.py`) |
 | `tests/fixtures/tiny-janus-pro-reference/` (this one) | `reference.safetensors`, `reference.json`, `input.png`, `input2.png`, this README |
 
 Weights are random, rounded to bf16 and stored as bf16 (lossless). **All reference values were computed in float32

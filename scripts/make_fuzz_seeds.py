@@ -1,5 +1,5 @@
 """Write the seed corpora of the fuzz targets (fuzz/seeds/<target>/). Needs only numpy and
-Pillow (torch .bin files are written by hand in torch.save's zip format). Run by hand:
+Pillow (torch .bin files are written by scripts/torch_format.py in torch.save's format). Run by hand:
 
     python scripts/make_fuzz_seeds.py
 """
@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import struct
 import sys
-import types
-import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch_format  # noqa: E402  (scripts/torch_format.py: torch .bin files without torch)
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
@@ -30,73 +29,11 @@ def write(target: str, name: str, data: bytes) -> None:
     (d / name).write_bytes(data)
 
 
-def fake_torch():
-    """Stand-ins named like torch's, so pickle writes the same GLOBALs torch.save does."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args):
-        raise RuntimeError("never called")
-
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-    storages = {}
-    for name in ["FloatStorage", "BFloat16Storage", "HalfStorage"]:
-        cls = type(name, (), {"__module__": "torch", "__qualname__": name})
-        setattr(torch, name, cls)
-        storages[name] = cls
-    torch._utils = utils
-    sys.modules["torch"] = torch
-    sys.modules["torch._utils"] = utils
-    return utils, storages
-
-
-class _Rebuild:
-    def __init__(self, func, args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
-class _Storage:
-    def __init__(self, cls, key, numel):
-        self.cls, self.key, self.numel = cls, key, numel
-
-
 def torch_bin(tensors: dict[str, np.ndarray], extra_pickle: bytes = b"") -> bytes:
-    utils, storages = fake_torch()
-    entries = OrderedDict()
-    blobs = {}
-    for i, (name, arr) in enumerate(tensors.items()):
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        storage = _Storage(storages["FloatStorage"], str(i), arr.size)
-        strides = tuple(s // 4 for s in arr.strides)
-        entries[name] = _Rebuild(utils._rebuild_tensor_v2, (storage, 0, arr.shape, strides, False, OrderedDict()))
-        blobs[str(i)] = arr.tobytes()
-
-    class P(pickle.Pickler):
-        def persistent_id(self, obj):
-            if isinstance(obj, _Storage):
-                return ("storage", obj.cls, obj.key, "cpu", obj.numel)
-            return None
-
-    buf = io.BytesIO()
-    P(buf, protocol=2).dump(entries)
-    data_pkl = buf.getvalue()
-    if extra_pickle:
-        data_pkl = data_pkl[:2] + extra_pickle + data_pkl[2:]
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
-        def put(name: str, data: bytes | str) -> None:  # fixed timestamps: reproducible files
-            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
-
-        put("archive/data.pkl", data_pkl)
-        for key, blob in blobs.items():
-            put(f"archive/data/{key}", blob)
-        put("archive/version", "3\n")
-    return out.getvalue()
+    """A float32 state dict as torch.save writes it (an OrderedDict, the records through Python's
+    zipfile), by the torch-free writer in torch_format.py."""
+    return torch_format.torch_bin({k: ("F32", np.asarray(v, dtype=np.float32)) for k, v in tensors.items()},
+                                  extra_pickle=extra_pickle, ordered_dict=True, plain_zip=True)
 
 
 def safetensors(tensors: dict[str, tuple[str, list[int], bytes]]) -> bytes:

@@ -341,7 +341,10 @@ def readme(files, sizes, verbatim, keys, m):
                        "(llama), `vision_config` (janus_vision_model), `vq_config` (janus_vqgan)",
         "generation_config.json": "`GenerationConfig` written by `save_pretrained` (pad/bos/eos, `boi_token_id`, "
                                   "`guidance_scale` 5, `temperature` 1, `generation_kwargs.boi_token_id`)",
-        "model.safetensors": "all weights, **bfloat16**, HF names (single file, no index)",
+        "model.safetensors": "all weights, **bfloat16**, HF names (single file, no index). **Not committed**: the "
+                             "tests derive it from `../tiny-janus-pro/pytorch_model.bin` without torch, "
+                             "byte-identical to what `save_pretrained` wrote (`tests/fixture_variants.py`; by hand: "
+                             "`python tests/fixture_variants.py`)",
         "preprocessor_config.json": "`JanusImageProcessor.save_pretrained`: the standalone image-processor file of "
                                     "4.x-converted hub repos; 5.24's `JanusProcessor.save_pretrained` does **not** "
                                     "write it. Same content as `processor_config.json[\"image_processor\"]`",

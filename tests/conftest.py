@@ -1,5 +1,6 @@
 """Shared fixtures: the bundled tiny Janus-Pro checkpoint and its reference tensors (made by
-``scripts/make_fixtures.py`` with the transformers port as the oracle)."""
+``scripts/make_fixtures.py`` with the transformers port as the oracle), and the weight files
+derived from it at the start of the session (``fixture_variants.py``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+import fixture_variants
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "tiny-janus-pro"
 # The same weights in the transformers-converted layout (scripts/make_hf_layout_fixture.py).
 TINY_HF = FIXTURES / "tiny-janus-pro-hf"
 REFERENCE = FIXTURES / "tiny-janus-pro-reference"
 VARIANTS = FIXTURES / "weight-variants"
+
+# Only TINY's pytorch_model.bin is committed: VARIANTS' weight files and TINY_HF's
+# model.safetensors are derived from it (tests/fixture_variants.py). Write them, if missing or
+# stale, before any test module lists or loads them.
+fixture_variants.ensure()
+
 NON_WEIGHT_FILES = [
     "config.json",
     "preprocessor_config.json",
