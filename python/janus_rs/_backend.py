@@ -3,8 +3,8 @@
 The CPU module (``janus_rs._native``) is in every wheel and imports everywhere. The CUDA wheel
 (``scripts/build_cuda_wheel.sh``) adds ``janus_rs._native_cuda``, built with candle's CUDA backend.
 candle links the CUDA libraries at build time, so that module can only be imported where the
-NVIDIA driver (``libcuda.so.1``) and the CUDA 13 runtime libraries (cuBLAS, cuRAND, NVRTC,
-cudart) exist; it is therefore imported lazily, the first time a ``cuda`` device is requested.
+NVIDIA driver (``libcuda.so.1``) and the CUDA 13 libraries cuBLAS (with cuBLASLt) and cuRAND
+exist; it is therefore imported lazily, the first time a ``cuda`` device is requested.
 The runtime libraries are found through the module's RUNPATH (``site-packages/nvidia/cu13/lib``,
 where PyTorch's ``nvidia-*`` wheels put them) or, failing that, preloaded here from every
 ``site-packages/nvidia/cu13/lib`` and from ``$JANUS_RS_CUDA_LIB_DIR``.
@@ -23,7 +23,7 @@ from types import ModuleType
 from . import _native
 from .errors import DeviceError
 
-_CUDA_LIBS = ("libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10", "libnvrtc.so.13")
+_CUDA_LIBS = ("libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10")
 _cuda_module: ModuleType | None = None
 _cuda_import_error: str | None = None
 
@@ -75,8 +75,8 @@ def cuda_module() -> ModuleType:
             _cuda_import_error = (
                 f"the CUDA build of janus-rs is installed but could not be loaded: {e}. It needs the "
                 "NVIDIA driver (libcuda.so.1, driver >= 580 / CUDA 13.0) and the CUDA 13 libraries "
-                "cuBLAS, cuRAND, NVRTC and cudart (e.g. `pip install nvidia-cublas nvidia-curand "
-                "nvidia-cuda-nvrtc nvidia-cuda-runtime`, or a CUDA 13 PyTorch); set JANUS_RS_CUDA_LIB_DIR "
+                "cuBLAS and cuRAND (e.g. `pip install nvidia-cublas nvidia-curand`, or a CUDA 13 "
+                "PyTorch); set JANUS_RS_CUDA_LIB_DIR "
                 "to the folder holding them if they live elsewhere"
             )
     raise DeviceError(f"CUDA was requested but is not available: {_cuda_import_error}")
