@@ -30,8 +30,50 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal)
-        .map_err(|e| Error::Device(format!("CUDA device {ordinal} is not available: {e}")))
+    let unavailable = |e| Error::Device(format!("CUDA device {ordinal} is not available: {e}"));
+    // candle's fast GGUF paths live in kernels this build leaves out (third_party/candle-kernels).
+    candle_core::quantized::cuda::set_force_dmmv(true);
+    if std::env::var("JANUS_RS_CUDA_STREAM").as_deref() == Ok("per-thread") {
+        // candle's default (per-thread default stream, event tracking on): kept to measure against.
+        return Device::new_cuda(ordinal).map_err(unavailable);
+    }
+    // One explicit stream for every thread that uses the model (the per-thread default stream
+    // would leave weights uploaded on one thread unordered with their use on another), and no
+    // CUDA events around every allocation: with one stream they only cost driver calls, and
+    // they are illegal while a CUDA graph is being captured.
+    let device = Device::new_cuda_with_stream(ordinal).map_err(unavailable)?;
+    if let Device::Cuda(cuda) = &device {
+        // SAFETY: every tensor of this device is created on its single stream, after this call.
+        unsafe { cuda.disable_event_tracking() };
+        keep_freed_memory_in_pool(cuda);
+    }
+    Ok(device)
+}
+
+/// Stops the stream-ordered allocator from handing freed memory back to the driver at every
+/// synchronisation, so steady-state decode steps allocate from the pool without driver calls.
+#[cfg(feature = "cuda")]
+fn keep_freed_memory_in_pool(cuda: &candle_core::CudaDevice) {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let stream = cuda.cuda_stream();
+    let context = stream.context();
+    if !context.has_async_alloc() {
+        return;
+    }
+    // SAFETY: plain driver calls on this context's device; failure only leaves the default.
+    unsafe {
+        let mut pool = std::ptr::null_mut();
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device())
+            == sys::CUresult::CUDA_SUCCESS
+        {
+            let mut threshold = u64::MAX;
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            );
+        }
+    }
 }
 
 /// How many CUDA devices the driver reports; 0 without the `cuda` feature or without a driver.

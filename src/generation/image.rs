@@ -6,6 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use super::image_static::StaticImageDecode;
 use super::sampler::{Sampler, SamplingConfig};
 use crate::error::{bail_input, Error, Result};
 use crate::models::gen_head::ImageTokenHead;
@@ -121,43 +122,209 @@ pub fn generate_image_tokens(
         let _t = crate::profile::stage("image prefill", device);
         llm.forward_embeds(&llm.embed(&ids)?, &mut cache, Some(&pads))?
     };
-    let on_device = samples_on_device(device, params);
-    let mut sampler = Sampler::new(params.sampling(), params.seed)?;
-    if on_device {
-        device.set_seed(params.seed)?;
+    let mut draw = Draw::new(device, params, n_images, num_tokens)?;
+    let first = {
+        let _t = crate::profile::stage("gen_head + sample", device);
+        let t = hidden.dim(1)?;
+        let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let guided = guided_logits(&head.logits(&last)?, n_images, params.cfg_weight)?;
+        draw.tokens(&guided, 0)?
+    };
+    on_step(1, num_tokens)?;
+    if num_tokens > 1 {
+        match DecodeMode::from_env()? {
+            DecodeMode::Eager => {
+                let mut tokens = first;
+                for step in 1..num_tokens {
+                    hidden = {
+                        let _t = crate::profile::stage("image decode step", device);
+                        let both = tokens.unsqueeze(1)?.repeat((1, 2))?.reshape((n_rows, 1))?;
+                        llm.forward_embeds(&head.embed(&both)?, &mut cache, Some(&pads))?
+                    };
+                    tokens = {
+                        let _t = crate::profile::stage("gen_head + sample", device);
+                        let last = hidden.squeeze(1)?;
+                        let guided =
+                            guided_logits(&head.logits(&last)?, n_images, params.cfg_weight)?;
+                        draw.tokens(&guided, step)?
+                    };
+                    on_step(step + 1, num_tokens)?;
+                }
+            }
+            mode => {
+                let decode = StaticImageDecode::new(
+                    llm, head, &cache, &pads, prompt_len, &first, params, &draw,
+                )?;
+                decode.run(mode, &cache, &mut draw, num_tokens, on_step)?;
+            }
+        }
     }
-    let mut steps = Vec::with_capacity(num_tokens); // (images,) u32 per step
-    for step in 0..num_tokens {
-        let tokens = {
-            let _t = crate::profile::stage("gen_head + sample", device);
-            let t = hidden.dim(1)?;
-            let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-            let guided = guided_logits(&head.logits(&last)?, n_images, params.cfg_weight)?;
-            if on_device {
-                sample_rows_on_device(&guided, params.temperature)?
+    draw.finish()
+}
+
+/// How image tokens after the first are decoded (`JANUS_RS_DECODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeMode {
+    /// candle ops, shapes growing with the cache (the reference path; the default).
+    Eager,
+    /// Fixed shapes, positions on the device, attention over the cache's whole capacity: the
+    /// same launches every step.
+    Static,
+    /// `Static` with each step captured once as a CUDA graph and replayed (CUDA only; on the
+    /// CPU it runs as `Static`). Experimental.
+    Graph,
+}
+
+impl DecodeMode {
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("JANUS_RS_DECODE").as_deref() {
+            Err(_) | Ok("") | Ok("eager") => Ok(Self::Eager),
+            Ok("static") => Ok(Self::Static),
+            Ok("graph") => Ok(Self::Graph),
+            Ok(other) => Err(Error::input(format!(
+                "JANUS_RS_DECODE={other:?} is not a decode mode: use \"eager\", \"static\" or \"graph\""
+            ))),
+        }
+    }
+}
+
+/// Draws each step's image tokens from the guided logits and keeps them: on a device by the
+/// Gumbel-max trick into one (images, num_tokens) buffer copied to the host once at the end;
+/// otherwise with the host sampler.
+pub(super) struct Draw {
+    temperature: f64,
+    sampler: Option<Sampler>,
+    noise: GumbelNoise,
+    device_tokens: Option<Tensor>,
+    host_tokens: Vec<Vec<u32>>,
+    device: Device,
+}
+
+impl Draw {
+    fn new(
+        device: &Device,
+        params: &ImageGenerationParams,
+        n_images: usize,
+        num_tokens: usize,
+    ) -> Result<Self> {
+        let on_device = samples_on_device(device, params);
+        if on_device {
+            device.set_seed(params.seed)?;
+        }
+        Ok(Self {
+            temperature: params.temperature,
+            sampler: if on_device {
+                None
             } else {
+                Some(Sampler::new(params.sampling(), params.seed)?)
+            },
+            noise: GumbelNoise::new(NOISE_CHUNK_STEPS),
+            device_tokens: if on_device {
+                Some(Tensor::zeros((n_images, num_tokens), DType::U32, device)?)
+            } else {
+                None
+            },
+            host_tokens: vec![Vec::with_capacity(num_tokens); n_images],
+            device: device.clone(),
+        })
+    }
+
+    pub(super) fn on_device(&self) -> bool {
+        self.sampler.is_none()
+    }
+
+    pub(super) fn temperature(&self) -> f64 {
+        self.temperature
+    }
+
+    /// The tokens buffer of the on-device draw, (images, num_tokens) u32.
+    pub(super) fn device_buffer(&self) -> Option<&Tensor> {
+        self.device_tokens.as_ref()
+    }
+
+    /// The Gumbel noise for the next on-device draw, (images, vocab) f32.
+    pub(super) fn next_noise(&mut self, shape: (usize, usize)) -> Result<Tensor> {
+        self.noise.next(shape, &self.device)
+    }
+
+    /// Draw step `step`'s tokens (images,) u32 from `guided` (images, vocab) f32 and keep them.
+    pub(super) fn tokens(&mut self, guided: &Tensor, step: usize) -> Result<Tensor> {
+        match &mut self.sampler {
+            None => {
+                let tokens = if self.temperature == 0.0 {
+                    guided.argmax(D::Minus1)?
+                } else {
+                    let gumbel = self.noise.next(guided.dims2()?, &self.device)?;
+                    sample_rows_with_noise(guided, self.temperature, &gumbel)?
+                };
+                if let Some(buffer) = &self.device_tokens {
+                    buffer.slice_set(&tokens.unsqueeze(1)?, 1, step)?;
+                }
+                Ok(tokens)
+            }
+            Some(sampler) => {
                 let rows: Vec<Vec<f32>> = guided.to_vec2()?;
                 let tokens: Vec<u32> = rows.iter().map(|r| sampler.sample(r, &[])).collect();
-                Tensor::from_vec(tokens, n_images, device)?
+                for (image, &token) in self.host_tokens.iter_mut().zip(&tokens) {
+                    image.push(token);
+                }
+                Ok(Tensor::from_vec(tokens, rows.len(), &self.device)?)
             }
-        };
-        steps.push(tokens.clone());
-        on_step(step + 1, num_tokens)?;
-        if step + 1 == num_tokens {
-            break; // the official loop embeds the last token too, but never uses it
         }
-        let _t = crate::profile::stage("image decode step", device);
-        let both = tokens.unsqueeze(1)?.repeat((1, 2))?.reshape((n_rows, 1))?;
-        let x = head.embed(&both)?;
-        hidden = llm.forward_embeds(&x, &mut cache, Some(&pads))?;
     }
-    // On a GPU the only device-to-host copy of the loop.
-    Ok(Tensor::stack(&steps, 1)?.to_vec2::<u32>()?)
+
+    /// Every image's tokens, (images, num_tokens).
+    fn finish(self) -> Result<Vec<Vec<u32>>> {
+        match self.device_tokens {
+            // On a GPU the only device-to-host copy of the loop.
+            Some(buffer) => Ok(buffer.to_vec2::<u32>()?),
+            None => Ok(self.host_tokens),
+        }
+    }
+}
+
+/// Steps of Gumbel noise drawn at once for the on-device sampler: one cuRAND call and four
+/// element-wise kernels per chunk instead of per step, at 64 KiB per image and step.
+const NOISE_CHUNK_STEPS: usize = 32;
+
+/// Gumbel noise `−ln(−ln U)` for `(rows, vocab)` draws, generated `chunk_steps` steps at a time
+/// on the device and handed out one step at a time (views into the chunk, no copies).
+struct GumbelNoise {
+    chunk_steps: usize,
+    chunk: Option<Tensor>,
+    next: usize,
+}
+
+impl GumbelNoise {
+    fn new(chunk_steps: usize) -> Self {
+        Self {
+            chunk_steps,
+            chunk: None,
+            next: 0,
+        }
+    }
+
+    fn next(&mut self, (rows, vocab): (usize, usize), device: &Device) -> Result<Tensor> {
+        let stale = match &self.chunk {
+            Some(c) => self.next == self.chunk_steps || c.dims3()? != (self.chunk_steps, rows, vocab),
+            None => true,
+        };
+        if stale {
+            let u = Tensor::rand(0f32, 1f32, (self.chunk_steps, rows, vocab), device)?;
+            // U = 0 gives −ln(−ln 0) = −∞: that entry is never chosen, which is harmless.
+            self.chunk = Some(u.log()?.neg()?.log()?.neg()?);
+            self.next = 0;
+        }
+        let chunk = self.chunk.as_ref().expect("set above");
+        let step = chunk.get(self.next)?;
+        self.next += 1;
+        Ok(step)
+    }
 }
 
 /// CFG on (rows, V) logits whose rows come in (conditional, unconditional) pairs:
 /// `u + w·(c − u)` per image, as f32 (images, V).
-fn guided_logits(logits: &Tensor, n_images: usize, w: f64) -> Result<Tensor> {
+pub(super) fn guided_logits(logits: &Tensor, n_images: usize, w: f64) -> Result<Tensor> {
     let pairs = logits.to_dtype(DType::F32)?.reshape((n_images, 2, ()))?;
     let c = pairs.narrow(1, 0, 1)?.squeeze(1)?;
     let u = pairs.narrow(1, 1, 1)?.squeeze(1)?;
@@ -178,9 +345,16 @@ pub fn sample_rows_on_device(logits: &Tensor, temperature: f64) -> Result<Tensor
     if temperature == 0.0 {
         return Ok(logits.argmax(D::Minus1)?);
     }
-    let u = Tensor::rand(0f32, 1f32, logits.shape(), logits.device())?;
-    // U = 0 gives −ln(−ln 0) = −∞: that entry is never chosen, which is harmless.
-    let gumbel = u.log()?.neg()?.log()?.neg()?;
+    let gumbel = GumbelNoise::new(1).next(logits.dims2()?, logits.device())?;
+    sample_rows_with_noise(&logits, temperature, &gumbel)
+}
+
+/// The Gumbel-max draw with the noise given: argmax(logits / temperature + gumbel) per row.
+pub(super) fn sample_rows_with_noise(
+    logits: &Tensor,
+    temperature: f64,
+    gumbel: &Tensor,
+) -> Result<Tensor> {
     Ok((logits.affine(1.0 / temperature, 0.0)? + gumbel)?.argmax(D::Minus1)?)
 }
 

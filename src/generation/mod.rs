@@ -1,6 +1,9 @@
 //! Generation loops and the shared sampler.
 pub mod flow;
 pub mod image;
+#[cfg(feature = "cuda")]
+mod cuda_graph;
+mod image_static;
 pub mod limits;
 pub mod postprocess;
 pub mod sampler;

@@ -60,11 +60,21 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
         }
         Mask::Additive(m) => scores = scores.broadcast_add(m)?,
     }
-    // Softmax in f32 whatever the activation dtype, as the reference's eager attention.
-    let probs =
-        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    let on_gpu = !q.device().is_cpu();
+    let probs = if on_gpu && tq == 1 && scores.dtype() != DType::F32 {
+        // Decode steps on a GPU: candle's softmax kernel already accumulates in f32; only the
+        // exponentials are rounded to the activation dtype before normalising (one extra
+        // rounding per probability), which saves two casts per layer and step.
+        candle_nn::ops::softmax_last_dim(&scores)?
+    } else {
+        // Softmax in f32 whatever the activation dtype, as the reference's eager attention.
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?
+    };
+    // cuBLAS takes the strided view of the KV cache as it is (a row stride of `d`, a batch
+    // stride of the cache's capacity): copying V would cost a read and a write of it per layer.
+    let v = if on_gpu { v } else { v.contiguous()? };
     probs
-        .matmul(&v.contiguous()?)?
+        .matmul(&v)?
         .transpose(1, 2)?
         .reshape((b, tq, heads * d))
 }

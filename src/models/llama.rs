@@ -133,6 +133,50 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// One decode step of fixed shapes for [`Llama::forward_static_step`]: RoPE rows and the
+    /// cache position come from device tensors, keys and values are written into the cache's
+    /// full buffers with `scatter_set`, and attention runs over the whole capacity under `mask`.
+    fn forward_static(
+        &self,
+        x: &Tensor,
+        step: &StaticStep,
+        cache: &candle_nn::kv_cache::KvCache,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, heads: usize| {
+            y.reshape((b, t, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.q_proj.forward(x)?, self.num_heads)?;
+        let k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
+        let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = candle_nn::rotary_emb::rope(&q, &step.cos, &step.sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, &step.cos, &step.sin)?;
+        let (Some(k_all), Some(v_all)) = (cache.k_cache().all_data(), cache.v_cache().all_data())
+        else {
+            candle_core::bail!("a static decode step needs a cache filled by a prefill")
+        };
+        k_all.scatter_set(&step.write_index, &k, 2)?;
+        v_all.scatter_set(&step.write_index, &v, 2)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let out = attention(&q, k_all, v_all, scale, Mask::Additive(&step.mask))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// The device-side inputs of one fixed-shape decode step ([`Llama::forward_static_step`]).
+pub struct StaticStep {
+    /// RoPE tables at each row's position, (rows, 1, head_dim / 2).
+    pub cos: Tensor,
+    pub sin: Tensor,
+    /// (rows, kv_heads, 1, head_dim) u32, every entry the cache position being written.
+    pub write_index: Tensor,
+    /// Additive mask over the cache's whole capacity, (rows, 1, 1, capacity).
+    pub mask: Tensor,
+}
+
 struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
@@ -189,6 +233,23 @@ impl DecoderLayer {
             cache,
             mask,
         )?)?;
+        &h + self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?
+    }
+}
+
+impl DecoderLayer {
+    fn forward_static(
+        &self,
+        x: &Tensor,
+        step: &StaticStep,
+        cache: &candle_nn::kv_cache::KvCache,
+    ) -> Result<Tensor> {
+        let attn = self
+            .self_attn
+            .forward_static(&self.input_layernorm.forward(x)?, step, cache)?;
+        let h = (x + attn)?;
         &h + self
             .mlp
             .forward(&self.post_attention_layernorm.forward(&h)?)?
@@ -329,6 +390,43 @@ impl Llama {
         self.run_layers(x, (&cos, &sin), cache, Some(&mask))
     }
 
+    /// RoPE tables at `positions` ((rows,) u32 on the device): (rows, 1, head_dim / 2) each.
+    pub fn rope_rows(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let rows = positions.dim(0)?;
+        let half = self.cfg.head_dim() / 2;
+        Ok((
+            self.rotary
+                .cos
+                .index_select(positions, 0)?
+                .reshape((rows, 1, half))?,
+            self.rotary
+                .sin
+                .index_select(positions, 0)?
+                .reshape((rows, 1, half))?,
+        ))
+    }
+
+    /// One token per row (`x` (rows, 1, hidden)) with every shape fixed and every position read
+    /// from the device (`step`), so the same launches serve every step (a CUDA graph can replay
+    /// them). Writes the cache at `step.write_index` without moving `cache.seq_len()`; returns
+    /// the final-norm hidden states (rows, 1, hidden).
+    pub fn forward_static_step(
+        &self,
+        x: &Tensor,
+        cache: &KvCache,
+        step: &StaticStep,
+    ) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter()) {
+            h = layer.forward_static(&h, step, layer_cache)?;
+        }
+        self.norm.forward(&h)
+    }
+
+    pub fn num_kv_heads(&self) -> usize {
+        self.cfg.num_kv_heads()
+    }
+
     fn check_positions(&self, end: usize) -> Result<()> {
         if end > self.cfg.max_position_embeddings {
             candle_core::bail!(
@@ -396,6 +494,33 @@ pub fn causal_mask_hiding_keys(
         }
     }
     Tensor::from_vec(mask, (hidden.len(), 1, t, total), dev)?.to_dtype(dtype)
+}
+
+/// Additive mask (rows, 1, 1, capacity) for fixed-shape decode steps after a prefill of
+/// `prompt_len` positions: row r's left padding (`pads[r]` keys) hidden with the lowest finite
+/// value as in [`padded_causal_mask`], the prompt visible, every later key −∞ until the step
+/// at that position opens it.
+pub fn static_decode_mask(
+    pads: &[usize],
+    prompt_len: usize,
+    capacity: usize,
+    dtype: DType,
+    dev: &Device,
+) -> Result<Tensor> {
+    let hidden = lowest(dtype);
+    let mut mask = Vec::with_capacity(pads.len() * capacity);
+    for &pad in pads {
+        mask.extend((0..capacity).map(|j| {
+            if j >= prompt_len {
+                f32::NEG_INFINITY
+            } else if j < pad {
+                hidden
+            } else {
+                0.0
+            }
+        }));
+    }
+    Tensor::from_vec(mask, (pads.len(), 1, 1, capacity), dev)?.to_dtype(dtype)
 }
 
 /// The most negative finite value of `dtype`, as f32.
