@@ -15,6 +15,8 @@
 #include <dlfcn.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 enum {
   C_LAUNCH, C_LAUNCH_EX, C_ALLOC_ASYNC, C_ALLOC, C_FREE_ASYNC, C_FREE, C_HTOD_ASYNC, C_HTOD,
@@ -34,8 +36,25 @@ void janus_cuda_counts(uint64_t *out, int n) {
   for (int i = 0; i < n && i < C_N; i++) out[i] = __atomic_load_n(&counts[i], __ATOMIC_RELAXED);
 }
 
+/* The real function: the next definition in the global scope, else from the library itself
+ * (Python loads extension modules and their libcuda/libcublas with RTLD_LOCAL, so RTLD_NEXT
+ * does not see them). Never NULL: a missing symbol aborts with its name. */
+static void *real_sym(const char *name) {
+  static const char *libs[] = {"libcuda.so.1", "libcublas.so.13", "libcublasLt.so.13", NULL};
+  void *f = dlsym(RTLD_NEXT, name);
+  for (int i = 0; !f && libs[i]; i++) {
+    void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) h = dlopen(libs[i], RTLD_LAZY);
+    if (h) f = dlsym(h, name);
+  }
+  if (!f) {
+    fprintf(stderr, "cuda_call_counter: cannot find the real %s\n", name);
+    abort();
+  }
+  return f;
+}
 #define REAL(name) static void *real_##name; \
-  if (!real_##name) real_##name = dlsym(RTLD_NEXT, #name)
+  if (!real_##name) real_##name = real_sym(#name)
 #define BUMP(c) __atomic_add_fetch(&counts[c], 1, __ATOMIC_RELAXED)
 
 typedef int R; /* CUresult / cublasStatus_t */

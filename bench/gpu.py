@@ -226,6 +226,25 @@ def run_ours(args, emit: Events, clock: Clock) -> None:
 
 
 # ------------------------------------------------------------------------------------ reference
+
+def allow_old_static_cache_call(model) -> None:
+    """transformers 5.17's Janus `generate(generation_mode="image")` calls
+    `_prepare_static_cache` without `prefill_chunk_size`, which that release's GenerationMixin
+    requires (TypeError on every image generation; 5.24 passes it). Default it to None."""
+    import inspect
+    import types
+
+    orig = type(model)._prepare_static_cache
+    if "prefill_chunk_size" not in inspect.signature(orig).parameters:
+        return
+
+    def patched(self, *args, **kwargs):
+        if len(args) < 4:
+            kwargs.setdefault("prefill_chunk_size", None)
+        return orig(self, *args, **kwargs)
+
+    model._prepare_static_cache = types.MethodType(patched, model)
+
 def run_reference(args, emit: Events, clock: Clock) -> None:
     import numpy as np
     import torch
@@ -273,6 +292,7 @@ def run_reference(args, emit: Events, clock: Clock) -> None:
         gc.generation_kwargs = {"boi_token_id": boi}
         vcfg = model.model.vision_model.config
         n_tokens = vcfg.num_image_tokens
+        allow_old_static_cache_call(model)
 
         @torch.no_grad()
         def generate(n: int, seed: int, steps: int | None = None):

@@ -435,7 +435,7 @@ ph_pytest() {
            tests/test_janusflow_parity.py tests/test_decode_modes.py; do
     [[ -f $f ]] && files+=("$f")
   done
-  local args=(-m pytest -q -x -rs -p no:cacheprovider -k cuda --junitxml "$WORK/pytest.xml")
+  local args=(-m pytest -q -rs -p no:cacheprovider -k cuda --junitxml "$WORK/pytest.xml")
   (( HAVE_PT_TIMEOUT )) && args+=(--timeout 120)
   echo "\$ $PY ${args[*]} ${files[*]}" > "$OUTDIR/pytest.txt"
   run_to 0 "$PY" "${args[@]}" "${files[@]}" >> "$OUTDIR/pytest.txt" 2>&1

@@ -53,6 +53,8 @@ def test_image_generation_runs_on_the_device(model, ref):
     np.testing.assert_array_equal(out.tokens, again.tokens)  # seeded device sampling is reproducible
 
 
-def test_vq_decoder_bf16(model, ref):
+def test_vq_decoder_is_float32_in_a_bf16_model(model, ref):
+    # The VQ decoder runs in float32 whatever the model dtype (in bf16 it was 4.5% off on an
+    # H200), so it meets the float32 parity tolerance.
     pixels = model.decode_tokens_float(ref["vq_decode_random_tokens"][None])
-    assert rel_err(pixels, ref["vq_decode_random_out"]) < TOL_BF16
+    assert rel_err(pixels, ref["vq_decode_random_out"]) < 1e-4
