@@ -19,6 +19,19 @@ impl Linear {
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self(candle_nn::Linear::new(weight, bias))
     }
+
+    /// One layer computing the outputs of `parts` (same input width) side by side: their
+    /// weights (and biases) stacked along the output dimension, in order.
+    pub fn concat_outputs(parts: &[Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|l| l.0.weight()).collect();
+        let biases: Option<Vec<&Tensor>> = parts.iter().map(|l| l.0.bias()).collect();
+        let bias = match biases {
+            Some(b) => Some(Tensor::cat(&b, 0)?),
+            None if parts.iter().all(|l| l.0.bias().is_none()) => None,
+            None => candle_core::bail!("cannot fuse linear layers with and without bias"),
+        };
+        Ok(Self::from_weights(Tensor::cat(&weights, 0)?, bias))
+    }
 }
 
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
@@ -57,5 +70,42 @@ impl Module for Linear {
         let mut out = lead.to_vec();
         out.push(y.dim(1)?);
         y.reshape(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn fused_outputs_are_the_parts_side_by_side() -> Result<()> {
+        let dev = Device::Cpu;
+        let part = |out: usize, bias: bool| -> Result<Linear> {
+            let w = Tensor::randn(0f32, 1.0, (out, 48), &dev)?;
+            let b = if bias {
+                Some(Tensor::randn(0f32, 1.0, out, &dev)?)
+            } else {
+                None
+            };
+            Ok(Linear::from_weights(w, b))
+        };
+        for bias in [false, true] {
+            let parts = [part(40, bias)?, part(24, bias)?, part(24, bias)?];
+            let fused = Linear::concat_outputs(&parts)?;
+            for rows in [1, 2, 3, 130] {
+                let x = Tensor::randn(0f32, 1.0, (rows, 48), &dev)?;
+                let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&x)).collect::<Result<_>>()?;
+                let expected = Tensor::cat(&separate, 1)?;
+                let got = fused.forward(&x)?;
+                assert_eq!(got.dims(), &[rows, 88]);
+                let err = (got - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                let scale = expected.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(err <= 1e-6 * scale, "rows {rows}, bias {bias}: {err} vs {scale}");
+            }
+        }
+        let mixed = [part(8, true)?, part(8, false)?];
+        assert!(Linear::concat_outputs(&mixed).is_err());
+        Ok(())
     }
 }

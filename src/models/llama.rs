@@ -77,10 +77,18 @@ impl Rotary {
     }
 }
 
+/// The query/key/value projections. On GPUs, with multi-head attention (every Janus model), one
+/// fused `q|k|v` product whose output one copy rearranges into three contiguous (b, heads, t,
+/// head_dim) tensors: one GEMM and one copy instead of three GEMMs (and three copies when t > 1).
+/// On CPU the three products: fusing measured the same per step there (full-size 1B, f32) and
+/// costs a copy of the weights at load.
+enum QkvProj {
+    Fused(Linear),
+    Separate { q: Linear, k: Linear, v: Linear },
+}
+
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    qkv: QkvProj,
     o_proj: Linear,
     num_heads: usize,
     num_kv_heads: usize,
@@ -88,17 +96,51 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
+        let q = linear_no_bias(h, heads * hd, vb.pp("q_proj"))?;
+        let k = linear_no_bias(h, kv_heads * hd, vb.pp("k_proj"))?;
+        let v = linear_no_bias(h, kv_heads * hd, vb.pp("v_proj"))?;
+        let qkv = if fuse && heads == kv_heads {
+            QkvProj::Fused(Linear::concat_outputs(&[q, k, v])?)
+        } else {
+            QkvProj::Separate { q, k, v }
+        };
         Ok(Self {
-            q_proj: linear_no_bias(h, cfg.num_attention_heads * hd, vb.pp("q_proj"))?,
-            k_proj: linear_no_bias(h, cfg.num_kv_heads() * hd, vb.pp("k_proj"))?,
-            v_proj: linear_no_bias(h, cfg.num_kv_heads() * hd, vb.pp("v_proj"))?,
-            o_proj: linear_no_bias(cfg.num_attention_heads * hd, h, vb.pp("o_proj"))?,
-            num_heads: cfg.num_attention_heads,
-            num_kv_heads: cfg.num_kv_heads(),
+            qkv,
+            o_proj: linear_no_bias(heads * hd, h, vb.pp("o_proj"))?,
+            num_heads: heads,
+            num_kv_heads: kv_heads,
             head_dim: hd,
         })
+    }
+
+    /// q (b, heads, t, head_dim) and k, v (b, kv_heads, t, head_dim), contiguous, before RoPE.
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.dims3()?;
+        match &self.qkv {
+            QkvProj::Fused(qkv) => {
+                let y = qkv
+                    .forward(x)?
+                    .reshape((b, t, 3, self.num_heads, self.head_dim))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?;
+                Ok((y.get(0)?, y.get(1)?, y.get(2)?))
+            }
+            QkvProj::Separate { q, k, v } => {
+                let split = |y: Tensor, heads: usize| {
+                    y.reshape((b, t, heads, self.head_dim))?
+                        .transpose(1, 2)?
+                        .contiguous()
+                };
+                Ok((
+                    split(q.forward(x)?, self.num_heads)?,
+                    split(k.forward(x)?, self.num_kv_heads)?,
+                    split(v.forward(x)?, self.num_kv_heads)?,
+                ))
+            }
+        }
     }
 
     fn forward(
@@ -108,15 +150,7 @@ impl Attention {
         cache: &mut candle_nn::kv_cache::KvCache,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let split = |y: Tensor, heads: usize| {
-            y.reshape((b, t, heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.q_proj.forward(x)?, self.num_heads)?;
-        let k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
-        let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let (q, k, v) = self.project(x)?;
         let (cos, sin) = rotary;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
@@ -143,15 +177,7 @@ impl Attention {
         step: &StaticStep,
         cache: &candle_nn::kv_cache::KvCache,
     ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let split = |y: Tensor, heads: usize| {
-            y.reshape((b, t, heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.q_proj.forward(x)?, self.num_heads)?;
-        let k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
-        let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let (q, k, v) = self.project(x)?;
         let q = candle_nn::rotary_emb::rope(&q, &step.cos, &step.sin)?;
         let k = candle_nn::rotary_emb::rope(&k, &step.cos, &step.sin)?;
         let (Some(k_all), Some(v_all)) = (cache.k_cache().all_data(), cache.v_cache().all_data())
@@ -177,24 +203,50 @@ pub struct StaticStep {
     pub mask: Tensor,
 }
 
+/// SiLU-gated MLP. On GPUs `gate|up` is one fused product (one GEMM instead of two; the halves
+/// are read as strided views of its output); on CPU two products (see [`QkvProj`]).
+enum GateUp {
+    Fused { gate_up: Linear, intermediate: usize },
+    Separate { gate: Linear, up: Linear },
+}
+
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    gate_up: GateUp,
     down_proj: Linear,
 }
 
 impl Mlp {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let gate = linear_no_bias(h, i, vb.pp("gate_proj"))?;
+        let up = linear_no_bias(h, i, vb.pp("up_proj"))?;
+        let gate_up = if fuse {
+            GateUp::Fused {
+                gate_up: Linear::concat_outputs(&[gate, up])?,
+                intermediate: i,
+            }
+        } else {
+            GateUp::Separate { gate, up }
+        };
         Ok(Self {
-            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            gate_up,
             down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (self.gate_proj.forward(x)?.silu()? * self.up_proj.forward(x)?)?;
+        let gated = match &self.gate_up {
+            GateUp::Fused {
+                gate_up,
+                intermediate,
+            } => {
+                let y = gate_up.forward(x)?;
+                let last = y.rank() - 1;
+                let gate = y.narrow(last, 0, *intermediate)?;
+                (gate.silu()? * y.narrow(last, *intermediate, *intermediate)?)?
+            }
+            GateUp::Separate { gate, up } => (gate.forward(x)?.silu()? * up.forward(x)?)?,
+        };
         self.down_proj.forward(&gated)
     }
 }
@@ -207,16 +259,16 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
         Ok(Self {
             input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"), fuse)?,
             post_attention_layernorm: rms_norm(
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"), fuse)?,
         })
     }
 
@@ -267,11 +319,17 @@ pub struct Llama {
 
 impl Llama {
     /// `vb` points at `language_model` (so keys are `model.layers.N...` and `lm_head.weight`).
+    /// Projections are fused on GPUs (see [`QkvProj`]).
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let fuse = !vb.device().is_cpu();
+        Self::with_fused_projections(cfg, vb, fuse)
+    }
+
+    fn with_fused_projections(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
         let m = vb.pp("model");
         let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}"))))
+            .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}")), fuse))
             .collect::<Result<Vec<_>>>()?;
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
@@ -559,4 +617,65 @@ fn padded_causal_mask(
         }
     }
     Tensor::from_vec(mask, (pads.len(), 1, t, total), dev)?.to_dtype(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    fn tiny_config() -> LlamaConfig {
+        serde_json::from_value(serde_json::json!({
+            "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
+            "num_hidden_layers": 2, "max_position_embeddings": 64, "vocab_size": 50
+        }))
+        .unwrap()
+    }
+
+    /// The GPU form (fused q|k|v and gate|up) computes what the CPU form computes: prefill and
+    /// decode steps, eager and fixed-shape, on the same random weights.
+    #[test]
+    fn fused_projections_match_separate_ones() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg = tiny_config();
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
+        let separate = Llama::with_fused_projections(&cfg, vb.clone(), false)?;
+        let fused = Llama::with_fused_projections(&cfg, vb, true)?;
+        assert!(matches!(fused.layers[0].self_attn.qkv, QkvProj::Fused(_)));
+        assert!(matches!(separate.layers[0].mlp.gate_up, GateUp::Separate { .. }));
+        let close = |a: &Tensor, b: &Tensor| -> Result<()> {
+            let err = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(scale > 0.1 && err <= 1e-5 * scale, "{err} vs {scale}");
+            Ok(())
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 64), &dev)?;
+        let (mut c1, mut c2) = (separate.new_cache(8), fused.new_cache(8));
+        close(
+            &fused.forward_embeds(&x, &mut c2, None)?,
+            &separate.forward_embeds(&x, &mut c1, None)?,
+        )?;
+        let step = Tensor::randn(0f32, 1.0, (2, 1, 64), &dev)?;
+        close(
+            &fused.forward_embeds(&step, &mut c2, None)?,
+            &separate.forward_embeds(&step, &mut c1, None)?,
+        )?;
+        // The fixed-shape step at position 6 over the same caches.
+        let pos = Tensor::new(&[6u32, 6], &dev)?;
+        let (cos, sin) = fused.rope_rows(&pos)?;
+        let write_index = Tensor::full(6u32, (2, 4, 1, 16), &dev)?;
+        let mask = static_decode_mask(&[0, 0], 7, 8, DType::F32, &dev)?;
+        let static_step = StaticStep {
+            cos,
+            sin,
+            write_index,
+            mask,
+        };
+        close(
+            &fused.forward_static_step(&step, &c2, &static_step)?,
+            &separate.forward_static_step(&step, &c1, &static_step)?,
+        )?;
+        Ok(())
+    }
 }
