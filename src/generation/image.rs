@@ -306,7 +306,9 @@ impl GumbelNoise {
 
     fn next(&mut self, (rows, vocab): (usize, usize), device: &Device) -> Result<Tensor> {
         let stale = match &self.chunk {
-            Some(c) => self.next == self.chunk_steps || c.dims3()? != (self.chunk_steps, rows, vocab),
+            Some(c) => {
+                self.next == self.chunk_steps || c.dims3()? != (self.chunk_steps, rows, vocab)
+            }
             None => true,
         };
         if stale {

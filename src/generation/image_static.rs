@@ -58,9 +58,16 @@ impl<'a> StaticImageDecode<'a> {
         let n_rows = pads.len();
         let n_images = n_rows / 2;
         let dtype = llm.dtype();
-        let u32s = |v: Vec<u32>| Tensor::from_vec(v.clone(), v.len(), device);
+        let u32s = |v: Vec<u32>| {
+            let n = v.len();
+            Tensor::from_vec(v, n, device)
+        };
         let noise = if draw.on_device() && draw.temperature() != 0.0 {
-            Some(Tensor::zeros((n_images, head.vocab_size), DType::F32, device)?)
+            Some(Tensor::zeros(
+                (n_images, head.vocab_size),
+                DType::F32,
+                device,
+            )?)
         } else {
             None
         };
@@ -174,7 +181,10 @@ impl<'a> StaticImageDecode<'a> {
         let (cos, sin) = self.llm.rope_rows(&positions)?;
         let (kv_heads, head_dim) = (self.llm.num_kv_heads(), self.llm.config().head_dim());
         let at_pos = |shape: (usize, usize, usize, usize)| {
-            self.pos.reshape((1, 1, 1, 1))?.broadcast_as(shape)?.contiguous()
+            self.pos
+                .reshape((1, 1, 1, 1))?
+                .broadcast_as(shape)?
+                .contiguous()
         };
         self.mask
             .scatter_set(&at_pos((n_rows, 1, 1, 1))?, &self.mask_open, 3)?;

@@ -1,8 +1,8 @@
 //! Generation loops and the shared sampler.
-pub mod flow;
-pub mod image;
 #[cfg(feature = "cuda")]
 mod cuda_graph;
+pub mod flow;
+pub mod image;
 mod image_static;
 pub mod limits;
 pub mod postprocess;

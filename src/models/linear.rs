@@ -95,13 +95,17 @@ mod tests {
             let fused = Linear::concat_outputs(&parts)?;
             for rows in [1, 2, 3, 130] {
                 let x = Tensor::randn(0f32, 1.0, (rows, 48), &dev)?;
-                let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&x)).collect::<Result<_>>()?;
+                let separate: Vec<Tensor> =
+                    parts.iter().map(|p| p.forward(&x)).collect::<Result<_>>()?;
                 let expected = Tensor::cat(&separate, 1)?;
                 let got = fused.forward(&x)?;
                 assert_eq!(got.dims(), &[rows, 88]);
                 let err = (got - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 let scale = expected.abs()?.max_all()?.to_scalar::<f32>()?;
-                assert!(err <= 1e-6 * scale, "rows {rows}, bias {bias}: {err} vs {scale}");
+                assert!(
+                    err <= 1e-6 * scale,
+                    "rows {rows}, bias {bias}: {err} vs {scale}"
+                );
             }
         }
         let mixed = [part(8, true)?, part(8, false)?];

@@ -9,6 +9,8 @@ use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
 use super::attention::{attention, causal_mask, Mask};
 use super::linear::{linear_no_bias, Linear};
+pub use super::masks::{causal_mask_hiding_keys, static_decode_mask};
+use super::masks::{pad_keys_mask, padded_causal_mask};
 
 use crate::loading::LlamaConfig;
 
@@ -19,6 +21,9 @@ use crate::loading::LlamaConfig;
 pub struct KvCache {
     layers: Vec<candle_nn::kv_cache::KvCache>,
     capacity: usize,
+    /// For left-padded rows: the padding and (rows, 1, 1, capacity) with each row's padding
+    /// keys hidden, built once; a single-token step attends to its first `past + 1` keys.
+    pad_mask: Option<(Vec<usize>, Tensor)>,
 }
 
 impl KvCache {
@@ -27,7 +32,11 @@ impl KvCache {
         let layers = (0..num_layers)
             .map(|_| candle_nn::kv_cache::KvCache::new(2, capacity))
             .collect();
-        Self { layers, capacity }
+        Self {
+            layers,
+            capacity,
+            pad_mask: None,
+        }
     }
 
     /// Number of positions already in the cache (the position of the next token).
@@ -206,8 +215,14 @@ pub struct StaticStep {
 /// SiLU-gated MLP. On GPUs `gate|up` is one fused product (one GEMM instead of two; the halves
 /// are read as strided views of its output); on CPU two products (see [`QkvProj`]).
 enum GateUp {
-    Fused { gate_up: Linear, intermediate: usize },
-    Separate { gate: Linear, up: Linear },
+    Fused {
+        gate_up: Linear,
+        intermediate: usize,
+    },
+    Separate {
+        gate: Linear,
+        up: Linear,
+    },
 }
 
 struct Mlp {
@@ -279,12 +294,15 @@ impl DecoderLayer {
         cache: &mut candle_nn::kv_cache::KvCache,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let h = (x + self.self_attn.forward(
-            &self.input_layernorm.forward(x)?,
-            rotary,
-            cache,
-            mask,
-        )?)?;
+        let attn =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(x)?, rotary, cache, mask)?;
+        self.add_mlp(x, &attn)
+    }
+
+    /// The residual around attention, then the MLP block with its residual.
+    fn add_mlp(&self, x: &Tensor, attn: &Tensor) -> Result<Tensor> {
+        let h = (x + attn)?;
         &h + self
             .mlp
             .forward(&self.post_attention_layernorm.forward(&h)?)?
@@ -301,10 +319,7 @@ impl DecoderLayer {
         let attn = self
             .self_attn
             .forward_static(&self.input_layernorm.forward(x)?, step, cache)?;
-        let h = (x + attn)?;
-        &h + self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&h)?)?
+        self.add_mlp(x, &attn)
     }
 }
 
@@ -418,11 +433,21 @@ impl Llama {
                     .sin
                     .index_select(&idx, 0)?
                     .reshape((b, t, half))?;
-                (
-                    cos,
-                    sin,
-                    Some(padded_causal_mask(pads, t, past, x.dtype(), x.device())?),
-                )
+                let mask = if t == 1 && past < cache.capacity {
+                    // A decode step: its row of the causal mask is the row's padding alone.
+                    let pad_mask = match &cache.pad_mask {
+                        Some((p, m)) if p == pads && m.dtype() == x.dtype() => m.clone(),
+                        _ => {
+                            let m = pad_keys_mask(pads, cache.capacity, x.dtype(), x.device())?;
+                            cache.pad_mask = Some((pads.to_vec(), m.clone()));
+                            m
+                        }
+                    };
+                    pad_mask.narrow(3, 0, past + 1)?
+                } else {
+                    padded_causal_mask(pads, t, past, x.dtype(), x.device())?
+                };
+                (cos, sin, Some(mask))
             }
         };
         self.run_layers(x, (&cos, &sin), cache, mask.as_ref())
@@ -522,103 +547,6 @@ impl Llama {
     }
 }
 
-/// Additive mask (rows, 1, t, past + t) for queries at positions `past..past + t`: causal
-/// (−∞ above the diagonal), and for row r the keys in `hidden[r]` hidden from every query (the
-/// 2-D `attention_mask` of transformers, zeros at `hidden[r]`). Hidden keys get the dtype's
-/// lowest finite value rather than −∞, so a query that can see nothing else still has a finite
-/// softmax.
-pub fn causal_mask_hiding_keys(
-    hidden: &[std::ops::Range<usize>],
-    t: usize,
-    past: usize,
-    dtype: DType,
-    dev: &Device,
-) -> Result<Tensor> {
-    let total = past + t;
-    let low = lowest(dtype);
-    let mut mask = Vec::with_capacity(hidden.len() * t * total);
-    for keys in hidden {
-        for i in 0..t {
-            let q = past + i;
-            mask.extend((0..total).map(|j| {
-                if j > q {
-                    f32::NEG_INFINITY
-                } else if keys.contains(&j) {
-                    low
-                } else {
-                    0.0
-                }
-            }));
-        }
-    }
-    Tensor::from_vec(mask, (hidden.len(), 1, t, total), dev)?.to_dtype(dtype)
-}
-
-/// Additive mask (rows, 1, 1, capacity) for fixed-shape decode steps after a prefill of
-/// `prompt_len` positions: row r's left padding (`pads[r]` keys) hidden with the lowest finite
-/// value as in [`padded_causal_mask`], the prompt visible, every later key −∞ until the step
-/// at that position opens it.
-pub fn static_decode_mask(
-    pads: &[usize],
-    prompt_len: usize,
-    capacity: usize,
-    dtype: DType,
-    dev: &Device,
-) -> Result<Tensor> {
-    let hidden = lowest(dtype);
-    let mut mask = Vec::with_capacity(pads.len() * capacity);
-    for &pad in pads {
-        mask.extend((0..capacity).map(|j| {
-            if j >= prompt_len {
-                f32::NEG_INFINITY
-            } else if j < pad {
-                hidden
-            } else {
-                0.0
-            }
-        }));
-    }
-    Tensor::from_vec(mask, (pads.len(), 1, 1, capacity), dev)?.to_dtype(dtype)
-}
-
-/// The most negative finite value of `dtype`, as f32.
-fn lowest(dtype: DType) -> f32 {
-    match dtype {
-        DType::F16 => -65504.0,
-        DType::BF16 => -3.38e38,
-        _ => f32::MIN,
-    }
-}
-
-/// Additive mask (b, 1, t, past + t): causal, and a row's padding keys hidden from its real
-/// tokens. Padding queries still see themselves, so no softmax row is empty.
-fn padded_causal_mask(
-    pads: &[usize],
-    t: usize,
-    past: usize,
-    dtype: DType,
-    dev: &Device,
-) -> Result<Tensor> {
-    let total = past + t;
-    let hidden = lowest(dtype);
-    let mut mask = Vec::with_capacity(pads.len() * t * total);
-    for &pad in pads {
-        for i in 0..t {
-            let q = past + i;
-            mask.extend((0..total).map(|j| {
-                if j > q {
-                    f32::NEG_INFINITY
-                } else if j < pad && q >= pad {
-                    hidden
-                } else {
-                    0.0
-                }
-            }));
-        }
-    }
-    Tensor::from_vec(mask, (pads.len(), 1, t, total), dev)?.to_dtype(dtype)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,7 +571,10 @@ mod tests {
         let separate = Llama::with_fused_projections(&cfg, vb.clone(), false)?;
         let fused = Llama::with_fused_projections(&cfg, vb, true)?;
         assert!(matches!(fused.layers[0].self_attn.qkv, QkvProj::Fused(_)));
-        assert!(matches!(separate.layers[0].mlp.gate_up, GateUp::Separate { .. }));
+        assert!(matches!(
+            separate.layers[0].mlp.gate_up,
+            GateUp::Separate { .. }
+        ));
         let close = |a: &Tensor, b: &Tensor| -> Result<()> {
             let err = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
             let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;

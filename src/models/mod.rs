@@ -10,6 +10,7 @@ pub mod janus_flow;
 pub mod janus_pro;
 pub mod linear;
 pub mod llama;
+pub mod masks;
 pub mod multimodal;
 pub mod projector;
 pub mod sdxl_vae;
