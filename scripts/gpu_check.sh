@@ -431,7 +431,7 @@ ph_anchors() {
 # ------------------------------------------------------------------------------ 3 pytest
 ph_pytest() {
   local files=() f
-  for f in tests/test_cuda_bf16.py tests/test_generation_parity.py tests/test_understanding_parity.py \
+  for f in tests/test_bf16.py tests/test_generation_parity.py tests/test_understanding_parity.py \
            tests/test_janusflow_parity.py tests/test_decode_modes.py; do
     [[ -f $f ]] && files+=("$f")
   done

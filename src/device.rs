@@ -30,7 +30,12 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    let unavailable = |e| Error::Device(format!("CUDA device {ordinal} is not available: {e}"));
+    let unavailable = |e: candle_core::Error| {
+        Error::Device(format!(
+            "CUDA device {ordinal} is not available: {}",
+            crate::error::candle_message(&e)
+        ))
+    };
     // candle's fast GGUF paths live in kernels this build leaves out (third_party/candle-kernels).
     candle_core::quantized::cuda::set_force_dmmv(true);
     if std::env::var("JANUS_RS_CUDA_STREAM").as_deref() == Ok("per-thread") {

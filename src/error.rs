@@ -49,8 +49,20 @@ pub enum Error {
     Interrupted,
 
     /// A failure inside the tensor library that is not the caller's fault.
-    #[error("internal tensor error: {0}")]
+    #[error("internal tensor error: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
+}
+
+/// The innermost message of a candle error, without the backtrace candle attaches when
+/// `RUST_BACKTRACE` is set (dozens of frames that help nobody reading an exception) and without
+/// its path/context wrapping.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. }
+        | candle_core::Error::WithPath { inner, .. }
+        | candle_core::Error::Context { inner, .. } => candle_message(inner),
+        other => other.to_string(),
+    }
 }
 
 impl Error {
@@ -76,3 +88,25 @@ macro_rules! bail_input {
     ($($arg:tt)*) => { return Err($crate::error::Error::Input(format!($($arg)*))) };
 }
 pub(crate) use bail_input;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_leave_candles_backtrace_out() {
+        // What candle builds under RUST_BACKTRACE=1: the message wrapped with ~50 frames.
+        let inner = candle_core::Error::Msg("unsupported dtype BF16 for op matmul".into());
+        let with_bt = candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        }
+        .context("while running the vision tower");
+        assert!(with_bt.to_string().lines().count() > 3);
+        let msg = Error::Candle(with_bt).to_string();
+        assert_eq!(
+            msg,
+            "internal tensor error: unsupported dtype BF16 for op matmul"
+        );
+    }
+}

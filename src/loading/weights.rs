@@ -380,7 +380,7 @@ fn open_shard(file: &Path) -> Result<Shard> {
         Error::Weights(format!(
             "cannot read weight file {}: {}",
             file.display(),
-            root_message(&e)
+            crate::error::candle_message(&e)
         ))
     };
     if is_safetensors {
@@ -390,15 +390,6 @@ fn open_shard(file: &Path) -> Result<Shard> {
         super::pickle_guard::check_torch_pickle(file)?;
         let pth = PthTensors::new(file, None).map_err(wrap)?;
         Ok(Shard::Pth(pth))
-    }
-}
-
-/// The candle error message without the backtrace/context wrapping.
-fn root_message(e: &candle_core::Error) -> String {
-    match e {
-        candle_core::Error::WithPath { inner, .. } => root_message(inner),
-        candle_core::Error::Context { inner, .. } => root_message(inner),
-        other => other.to_string(),
     }
 }
 

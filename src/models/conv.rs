@@ -34,6 +34,52 @@ enum Kernel {
     },
 }
 
+/// candle's conv2d, widened to f32 on the CPU when the model is not f32: candle's CPU
+/// convolutions have no bf16/f16 GEMM (they fail on such input), so there the weights are kept
+/// in f32 and the input is widened, convolved and rounded back to its dtype.
+pub struct Conv2d {
+    conv: candle_nn::Conv2d,
+    widen: bool,
+}
+
+impl Conv2d {
+    pub fn from_candle(conv: candle_nn::Conv2d) -> Result<Self> {
+        let w = conv.weight();
+        if !(w.device().is_cpu() && w.dtype() != DType::F32) {
+            return Ok(Self { conv, widen: false });
+        }
+        let weight = w.to_dtype(DType::F32)?;
+        let bias = conv.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+        Ok(Self {
+            conv: candle_nn::Conv2d::new(weight, bias, *conv.config()),
+            widen: true,
+        })
+    }
+}
+
+/// `candle_nn::conv2d` (checkpoint keys `weight`, `bias`), as a [`Conv2d`].
+pub fn conv2d(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    config: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    Conv2d::from_candle(candle_nn::conv2d(cin, cout, k, config, vb)?)
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.widen && x.dtype() != DType::F32 {
+            self.conv
+                .forward(&x.to_dtype(DType::F32)?)?
+                .to_dtype(x.dtype())
+        } else {
+            self.conv.forward(x)
+        }
+    }
+}
+
 pub fn same_conv2d(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<SameConv2d> {
     let config = Conv2dConfig {
         padding: k / 2,
@@ -61,7 +107,16 @@ fn from_candle_conv(
     cout: usize,
     k: usize,
 ) -> Result<SameConv2d> {
-    let fast = conv.weight().device().is_cpu() && conv.weight().dtype() == DType::F32 && k % 2 == 1;
+    // On the CPU the f32 kernels serve every model dtype (weights widened here, input in
+    // `forward`): candle's CPU conv has no bf16/f16 GEMM.
+    let fast = conv.weight().device().is_cpu() && k % 2 == 1;
+    let conv = if fast && conv.weight().dtype() != DType::F32 {
+        let weight = conv.weight().to_dtype(DType::F32)?;
+        let bias = conv.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+        candle_nn::Conv2d::new(weight, bias, *conv.config())
+    } else {
+        conv
+    };
     let kernel = if !fast {
         Kernel::Candle(conv)
     } else {
@@ -88,10 +143,10 @@ impl Module for SameConv2d {
         match &self.kernel {
             Kernel::Candle(conv) => conv.forward(x),
             _ if x.dtype() == DType::F32 => x.apply_op1_no_bwd(self),
-            _ => candle_core::bail!(
-                "same-conv2d: f32 weights need f32 input, got {:?}",
-                x.dtype()
-            ),
+            _ => x
+                .to_dtype(DType::F32)?
+                .apply_op1_no_bwd(self)?
+                .to_dtype(x.dtype()),
         }
     }
 }

@@ -34,14 +34,19 @@ pub fn depthwise_conv2d(
     } else {
         None
     };
-    let cpu = if vb.device().is_cpu() && vb.dtype() == DType::F32 {
+    // The CPU kernel serves every model dtype (f32 weights here, input widened in forward).
+    let cpu = if vb.device().is_cpu() {
         // (C, 1, k, k) -> (k·k, C)
         let w = weight
+            .to_dtype(DType::F32)?
             .reshape((channels, k * k))?
             .t()?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let b = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        let b = bias
+            .as_ref()
+            .map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>())
+            .transpose()?;
         Some((w, b))
     } else {
         None
@@ -74,8 +79,14 @@ impl DepthwiseConv2d {
 
     /// (B, H, W, C) -> (B, H, W, C).
     pub fn forward_nhwc(&self, x: &Tensor) -> Result<Tensor> {
-        if self.cpu.is_some() && x.device().is_cpu() && x.dtype() == DType::F32 {
-            x.contiguous()?.apply_op1_no_bwd(self)
+        if self.cpu.is_some() && x.device().is_cpu() {
+            if x.dtype() == DType::F32 {
+                x.contiguous()?.apply_op1_no_bwd(self)
+            } else {
+                x.to_dtype(DType::F32)?
+                    .apply_op1_no_bwd(self)?
+                    .to_dtype(x.dtype())
+            }
         } else {
             self.conv
                 .forward(&x.permute((0, 3, 1, 2))?)?

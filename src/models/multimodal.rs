@@ -93,15 +93,7 @@ impl Processing {
 /// A weight-loading failure as [`Error::Weights`], with the innermost candle message (the
 /// missing tensor or the shape mismatch) and without candle's context wrapping.
 pub fn weights_err(e: candle_core::Error) -> Error {
-    fn root(e: &candle_core::Error) -> String {
-        match e {
-            candle_core::Error::WithPath { inner, .. }
-            | candle_core::Error::Context { inner, .. } => root(inner),
-            candle_core::Error::WithBacktrace { inner, .. } => root(inner),
-            other => other.to_string(),
-        }
-    }
-    Error::Weights(root(&e))
+    Error::Weights(crate::error::candle_message(&e))
 }
 
 /// A special token's id must index the LLM's embedding table.

@@ -232,15 +232,7 @@ fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
 
 /// The innermost candle message, as a weight-loading error.
 fn weights_err(e: candle_core::Error) -> Error {
-    fn root(e: &candle_core::Error) -> String {
-        match e {
-            candle_core::Error::WithPath { inner, .. }
-            | candle_core::Error::Context { inner, .. }
-            | candle_core::Error::WithBacktrace { inner, .. } => root(inner),
-            other => other.to_string(),
-        }
-    }
-    Error::Weights(format!("SDXL VAE: {}", root(&e)))
+    Error::Weights(format!("SDXL VAE: {}", crate::error::candle_message(&e)))
 }
 
 /// diffusers `UNetMidBlock2D` as the VAE builds it: resnet, attention (optional), resnet.

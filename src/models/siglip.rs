@@ -4,10 +4,11 @@
 //! The MAP pooling head (`attn_pool.*`) ships in the checkpoint but is never used.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+use candle_nn::{layer_norm, Conv2dConfig, LayerNorm, VarBuilder};
 
 use super::activation::gelu_erf;
 use super::attention::{attention, Mask};
+use super::conv::{conv2d, Conv2d};
 use super::linear::{linear, Linear};
 
 use crate::loading::SiglipConfig;

@@ -411,7 +411,7 @@ fn nhwc_to_nchw(x: &Tensor) -> Result<Tensor> {
 
 pub struct ShallowUViTEncoder {
     time_embed: TimestepEmbedding,
-    in_conv: candle_nn::Conv2d,
+    in_conv: super::conv::Conv2d,
     blocks: Vec<ConvNextBlock>,
 }
 
@@ -440,7 +440,7 @@ impl ShallowUViTEncoder {
         Ok(Self {
             time_embed: TimestepEmbedding::new(c0, p.hidden_size, p.use_bias, vb.pp("time_embed"))?,
             // The official in_conv always has a bias (it is not given `use_bias`).
-            in_conv: candle_nn::conv2d(
+            in_conv: super::conv::conv2d(
                 p.input_channels,
                 c0,
                 p.kernel_size,
