@@ -226,7 +226,7 @@ def test_janusflow_config_is_not_a_janus_pro(tmp_path):
     ckpt = checkpoint(tmp_path)
     flow = (Path(__file__).parent / "fixtures" / "tiny-janusflow" / "config.json").read_text()
     (ckpt / "config.json").write_text(flow)
-    with pytest.raises(ConfigError, match="JanusFlow config; JanusPro cannot load it"):
+    with pytest.raises(ConfigError, match=r"JanusFlow config; JanusPro cannot load it: use `janus_rs.JanusFlow.from_pretrained\(path, vae=...\)`"):
         JanusPro.from_pretrained(ckpt)
 
 
@@ -442,3 +442,152 @@ def test_bad_arrays_to_low_level_calls(model, ref):
         model.forward(np.zeros((3, 32), np.float32))
     with pytest.raises(ContextLengthError):
         model.forward(np.zeros((600, 64), np.float32))
+
+
+# ----------------------------------------------------------------------------- every user mistake is a JanusError
+# Issue 12: each mistake below once escaped as a bare built-in (FileNotFoundError, IsADirectoryError,
+# TypeError, OverflowError naming no parameter) or reported the wrong problem ("CUDA is not
+# available" for a malformed device). Each must be a JanusError subclass that is also the natural
+# built-in, and its message must name the parameter or file and say what is allowed.
+HUGE = 2**70
+U64 = "18446744073709551615"
+
+
+def _understand(model, **kw):
+    return model.understand(INPUT, "Describe this image.", **{"max_new_tokens": 1, **kw})
+
+
+def _chat(model, **kw):
+    return model.chat([{"role": "user", "content": "hi"}], **{"max_new_tokens": 1, **kw})
+
+
+def _generate(model, **kw):
+    return model.generate("a cat", **{"progress": False, **kw})
+
+
+def _generate_tokens(model, **kw):
+    return model.generate_tokens("a cat", **{"progress": False, **kw})
+
+
+MISTAKES = [
+    # images
+    ("missing-image", lambda m, tmp: m.understand(tmp / "missing.png", "hi"), NotFoundError, FileNotFoundError, r"image file not found: .*missing\.png"),
+    ("missing-image-in-chat", lambda m, tmp: m.chat([{"role": "user", "content": "hi", "images": [tmp / "gone.png"]}]), NotFoundError, FileNotFoundError, r"image file not found: .*gone\.png"),
+    ("folder-as-image", lambda m, tmp: m.understand(tmp, "hi"), ImageError, IsADirectoryError, "image path is a folder, not an image file: "),
+    ("int-as-image", lambda m, tmp: m.understand(12345, "hi"), InputError, TypeError, "unsupported image type int: .*file path.*binary file object"),
+    ("text-mode-file", lambda m, tmp: m.understand(open(INPUT, encoding="latin-1"), "hi"), InputError, TypeError, "returned str from read\\(\\), not bytes: open image files in binary mode"),
+    # integers out of range (once OverflowError: "int too big to convert")
+    ("understand-seed", lambda m, tmp: _understand(m, seed=HUGE), InputError, ValueError, f"seed must be an integer >= 0 and <= {U64}, got {HUGE}"),
+    ("understand-max_new_tokens", lambda m, tmp: _understand(m, max_new_tokens=HUGE), InputError, ValueError, f"max_new_tokens must be an integer >= 0 and <= {U64}"),
+    ("understand-top_k", lambda m, tmp: _understand(m, top_k=HUGE), InputError, ValueError, f"top_k must be an integer >= 1 and <= {U64}"),
+    ("chat-seed", lambda m, tmp: _chat(m, seed=HUGE), InputError, ValueError, f"seed must be an integer >= 0 and <= {U64}"),
+    ("generate-seed", lambda m, tmp: _generate(m, seed=HUGE), InputError, ValueError, f"seed must be an integer >= 0 and <= {U64}"),
+    ("generate-num_images", lambda m, tmp: _generate(m, num_images=HUGE), InputError, ValueError, f"num_images must be an integer >= 1 and <= {U64}"),
+    ("generate-max_images", lambda m, tmp: _generate(m, max_images=HUGE), InputError, ValueError, f"max_images must be an integer >= 1 and <= {U64}"),
+    ("generate_tokens-top_k", lambda m, tmp: _generate_tokens(m, top_k=HUGE), InputError, ValueError, f"top_k must be an integer >= 1 and <= {U64}"),
+    ("generate_tokens-seed", lambda m, tmp: _generate_tokens(m, seed=HUGE), InputError, ValueError, f"seed must be an integer >= 0 and <= {U64}"),
+    # wrong types and values (once ValueError/TypeError/OverflowError from float() or pyo3)
+    ("understand-temperature-str", lambda m, tmp: _understand(m, do_sample=True, temperature="hot"), InputError, TypeError, "temperature must be a number, got 'hot'"),
+    ("understand-top_p-str", lambda m, tmp: _understand(m, top_p="0.9"), InputError, TypeError, "top_p must be a number, got '0.9'"),
+    ("chat-repetition_penalty-str", lambda m, tmp: _chat(m, repetition_penalty="x"), InputError, TypeError, "repetition_penalty must be a number"),
+    ("understand-system_prompt-int", lambda m, tmp: _understand(m, system_prompt=3), InputError, TypeError, "system_prompt must be a string or None, got int"),
+    ("chat-messages-int", lambda m, tmp: m.chat(3), InputError, TypeError, "messages must be a list of .* dicts, got int"),
+    ("generate-cfg_weight-huge-int", lambda m, tmp: _generate(m, cfg_weight=2**2000), InputError, ValueError, "cfg_weight must be a finite number, got an integer too large"),
+    ("generate-temperature-huge-int", lambda m, tmp: _generate(m, temperature=2**2000), InputError, ValueError, "temperature must be a finite number"),
+    ("generate-top_p-str", lambda m, tmp: _generate(m, top_p="a"), InputError, TypeError, "top_p must be a number, got 'a'"),
+    ("generate-prompt-int", lambda m, tmp: m.generate(3, progress=False), InputError, TypeError, "prompt must be a string or a non-empty list of strings, got 3"),
+    ("generate-progress-str", lambda m, tmp: _generate(m, progress="yes"), InputError, TypeError, "progress must be True, False or a callable, got str"),
+    # low-level calls
+    ("decode-negative", lambda m, tmp: m.decode([-1]), InputError, ValueError, "ids must be non-negative token ids below 2\\*\\*32, got -1"),
+    ("decode-huge", lambda m, tmp: m.decode([HUGE]), InputError, ValueError, f"ids must be non-negative token ids below 2\\*\\*32, got {HUGE}"),
+    ("image_token_embeddings-negative", lambda m, tmp: m.image_token_embeddings([-1]), InputError, ValueError, "tokens must be non-negative"),
+    ("encode-int", lambda m, tmp: m.encode(3), InputError, TypeError, "text must be a string, got int"),
+    ("format_prompt-bad-turn", lambda m, tmp: m.format_prompt([("user",)]), InputError, TypeError, r"messages\[0\] must be a \(role, content\) pair"),
+    # loading: checked before CUDA's availability and before anything is read
+    ("device-cuda-abc", lambda m, tmp: JanusPro.from_pretrained(TINY, device="cuda:abc"), InputError, ValueError, 'invalid device "cuda:abc": use "cpu", "cuda" or "cuda:N"'),
+    ("device-cuda-minus-1", lambda m, tmp: JanusPro.from_pretrained(TINY, device="cuda:-1"), InputError, ValueError, 'invalid device "cuda:-1": use "cpu", "cuda" or "cuda:N"'),
+    ("device-int", lambda m, tmp: JanusPro.from_pretrained(TINY, device=0), InputError, TypeError, r'device must be a string \("cpu", "cuda" or "cuda:N"\), got 0'),
+    ("dtype-int", lambda m, tmp: JanusPro.from_pretrained(TINY, dtype=32), InputError, TypeError, "dtype must be a string .*\"auto\".* got 32"),
+    ("dtype-bad-with-cuda", lambda m, tmp: JanusPro.from_pretrained(TINY, device="cuda", dtype="int8"), InputError, ValueError, 'unsupported dtype "int8": use "float32", "bfloat16", "float16" or "auto"'),
+    ("roles-one", lambda m, tmp: JanusPro.from_pretrained(TINY, roles=("User",)), InputError, TypeError, r"roles must be a pair of strings \(user, assistant\)"),
+    ("revision-int", lambda m, tmp: JanusPro.from_pretrained(TINY, revision=1), InputError, TypeError, "revision must be a string or None, got int"),
+    ("name_or_path-int", lambda m, tmp: JanusPro.from_pretrained(3), InputError, TypeError, "name_or_path must be a folder path or a hub id"),
+]
+
+
+@pytest.mark.parametrize("call,error,builtin,message", [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+def test_user_mistakes_are_janus_errors(model, tmp_path, call, error, builtin, message):
+    with pytest.raises(JanusError) as e:
+        call(model, tmp_path)
+    assert isinstance(e.value, error), f"{type(e.value).__name__}: {e.value}"
+    assert isinstance(e.value, builtin), f"{type(e.value).__name__} should also be a {builtin.__name__}"
+    assert __import__("re").search(message, str(e.value)), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def _answer(model, image):
+    return model.understand(image, "Describe this image.", max_new_tokens=6)
+
+
+def test_file_objects_and_buffers_work_as_images(model):
+    import io
+
+    expected = _answer(model, INPUT)
+    data = INPUT.read_bytes()
+    with open(INPUT, "rb") as f:
+        assert _answer(model, f) == expected
+    assert _answer(model, io.BytesIO(data)) == expected
+    assert _answer(model, bytearray(data)) == expected
+    assert _answer(model, memoryview(data)) == expected
+    np.testing.assert_array_equal(model.preprocess([io.BytesIO(data)]), model.preprocess(INPUT))
+    assert model.chat([{"role": "user", "content": "Describe this image.", "images": [io.BytesIO(data)]}],
+                      max_new_tokens=6) == model.chat(
+        [{"role": "user", "content": "Describe this image.", "images": [INPUT]}], max_new_tokens=6)
+
+
+def test_undecodable_file_object_names_it(model, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"not an image")
+    with open(bad, "rb") as f, pytest.raises(ImageError, match=r"notes\.png: unrecognised image format"):
+        model.understand(f, "hi")
+
+
+def test_huge_image_message_says_the_limit(model):
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def png(side: int) -> bytes:
+        header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                + chunk(b"IEND", b""))
+
+    with pytest.raises(ImageError, match="image is 100000x100000; sides larger than 16384 pixels are not accepted"):
+        model.understand(png(100_000), "hi")
+    with pytest.raises(ImageError, match=r"image is 16384x16384; .*limit of 512 MiB"):
+        model.understand(png(16_384), "hi")
+
+
+def test_cuda_unavailable_reason_does_not_claim_a_request():
+    reason = janus_rs.cuda_unavailable_reason()
+    if reason is None:
+        pytest.skip("a CUDA GPU is available here")
+    assert "requested" not in reason, reason
+
+
+def test_auto_dtype_is_documented_and_accepted():
+    from janus_rs import JanusFlow
+
+    assert '"auto"' in JanusPro.from_pretrained.__doc__
+    assert '"auto"' in JanusFlow.from_pretrained.__doc__
+    assert JanusPro.from_pretrained(TINY, dtype="auto").dtype == "float32"
+
+
+def test_generation_result_repr_counts_images():
+    from janus_rs import GenerationResult
+
+    one = GenerationResult(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 4), np.int64), 7, ["a"])
+    two = GenerationResult(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 4), np.int64), 7, ["a", "b"])
+    assert repr(one) == "GenerationResult(1 image of 8x8, seed=7)"
+    assert repr(two) == "GenerationResult(2 images of 8x8, seed=7)"

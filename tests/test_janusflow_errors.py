@@ -206,3 +206,34 @@ def test_sigint_stops_sampling_within_a_step():
     call = "generate('a red cat', num_images=16, num_steps=500, seed=0, progress=on_step)"
     after = "assert model.generate('a red cat', num_steps=2, seed=1, progress=False).array.shape == (1, 64, 64, 3)"
     assert steps_before_sigint(load, call, after) <= 3
+
+
+# Issue 12: mistakes that once escaped as bare OverflowError/TypeError or blamed CUDA.
+HUGE = 2**70
+FLOW_MISTAKES = [
+    ("num_images-huge", lambda f: f.generate(PROMPT, num_images=HUGE, num_steps=1, progress=False), ValueError, "num_images must be an integer >= 1 and <= 18446744073709551615"),
+    ("num_steps-huge", lambda f: f.generate(PROMPT, num_steps=HUGE, progress=False), ValueError, "num_steps must be an integer >= 1 and <= 18446744073709551615"),
+    ("seed-huge", lambda f: f.generate(PROMPT, seed=HUGE, num_steps=1, progress=False), ValueError, f"seed must be an integer >= 0 and <= 18446744073709551615, got {HUGE}"),
+    ("max_images-huge", lambda f: f.generate_latents(PROMPT, max_images=HUGE, num_steps=1, progress=False), ValueError, "max_images must be an integer >= 1 and <="),
+    ("cfg_weight-huge-int", lambda f: f.generate(PROMPT, cfg_weight=2**2000, num_steps=1, progress=False), ValueError, "cfg_weight must be a finite number"),
+    ("schedule-huge", lambda f: JanusFlow.schedule(HUGE), ValueError, "num_steps must be an integer >= 1 and <="),
+    ("prompt-int", lambda f: f.generate(3, num_steps=1, progress=False), TypeError, "prompt must be a string or a non-empty list of strings, got 3"),
+    ("progress-str", lambda f: f.generate(PROMPT, num_steps=1, progress="bar"), TypeError, "progress must be True, False or a callable"),
+    ("understand-seed-huge", lambda f: f.understand(None, "hi", seed=HUGE, max_new_tokens=1), ValueError, "seed must be an integer >= 0 and <="),
+    ("missing-image", lambda f: f.understand("/no/such/image.png", "hi"), FileNotFoundError, r"image file not found: /no/such/image\.png"),
+    ("device-cuda-abc", lambda f: JanusFlow.from_pretrained(TINY_FLOW, device="cuda:abc"), ValueError, 'invalid device "cuda:abc"'),
+    ("vae_dtype-int", lambda f: JanusFlow.from_pretrained(TINY_FLOW, vae=VAE, vae_dtype=16), TypeError, "vae_dtype must be a string"),
+    ("vae-int", lambda f: JanusFlow.from_pretrained(TINY_FLOW, vae=3), TypeError, "vae must be a folder path or a hub id"),
+]
+
+
+@pytest.mark.parametrize("call,builtin,message", [m[1:] for m in FLOW_MISTAKES], ids=[m[0] for m in FLOW_MISTAKES])
+def test_flow_mistakes_are_janus_errors(flow, call, builtin, message):
+    import re
+
+    with pytest.raises(JanusError) as e:
+        call(flow)
+    assert isinstance(e.value, builtin), f"{type(e.value).__name__}: {e.value}"
+    assert re.search(message, str(e.value)), str(e.value)
+    assert flow.generate_latents(PROMPT, num_steps=1, seed=0, progress=False).shape[0] == 1
+

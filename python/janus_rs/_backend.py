@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import json
 import os
 import site
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 from . import _native
-from .errors import DeviceError
+from .errors import DeviceError, InputError, InputTypeError
 
 _CUDA_LIBS = ("libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10")
 _cuda_module: ModuleType | None = None
@@ -55,6 +56,14 @@ def _preload_cuda_libraries() -> None:
 
 def cuda_module() -> ModuleType:
     """The CUDA native module, imported on first use; :class:`DeviceError` if it can't be."""
+    module = _load_cuda_module()
+    if module is None:
+        raise DeviceError(f"CUDA was requested but is not available: {_cuda_import_error}")
+    return module
+
+
+def _load_cuda_module() -> ModuleType | None:
+    """The CUDA native module, or ``None`` with the reason in ``_cuda_import_error``."""
     global _cuda_module, _cuda_import_error
     if _cuda_module is not None:
         return _cuda_module
@@ -79,30 +88,89 @@ def cuda_module() -> ModuleType:
                 "PyTorch); set JANUS_RS_CUDA_LIB_DIR "
                 "to the folder holding them if they live elsewhere"
             )
-    raise DeviceError(f"CUDA was requested but is not available: {_cuda_import_error}")
+    return None
 
 
 def is_cuda_device(device: str) -> bool:
     return str(device).strip().lower().startswith("cuda")
 
 
+_DTYPES = ("float32", "f32", "fp32", "bfloat16", "bf16", "float16", "f16", "fp16", "half", "auto")
+
+
+def check_device(device: object) -> str:
+    """``device`` if it is ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (any case, spaces around), else
+    :class:`InputError` (:class:`InputTypeError` for a non-string). Checked before CUDA's
+    availability, so a malformed device is reported as such on every machine."""
+    if not isinstance(device, str):
+        raise InputTypeError(f'device must be a string ("cpu", "cuda" or "cuda:N"), got {device!r}')
+    s = device.strip().lower()
+    ordinal = s[len("cuda:"):] if s.startswith("cuda:") else None
+    if not (s in ("cpu", "cuda") or (ordinal is not None and ordinal.isascii() and ordinal.isdigit())):
+        raise InputError(f'invalid device {json.dumps(device)}: use "cpu", "cuda" or "cuda:N"')
+    return device
+
+
+def check_dtype(name: str, dtype: object) -> None:
+    """:class:`InputError` unless ``dtype`` is ``None`` or one of the dtype names the core takes."""
+    if dtype is None:
+        return
+    if not isinstance(dtype, str):
+        raise InputTypeError(
+            f'{name} must be a string ("float32", "bfloat16", "float16" or "auto") or None, got {dtype!r}'
+        )
+    if dtype.strip().lower() not in _DTYPES:
+        raise InputError(f'unsupported {name} {json.dumps(dtype)}: use "float32", "bfloat16", "float16" or "auto"')
+
+
 def module_for(device: str) -> ModuleType:
-    """The native module that runs models on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
+    """The native module that runs models on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``);
+    :class:`InputError` for a malformed device, :class:`DeviceError` if CUDA is unavailable."""
+    check_device(device)
     return cuda_module() if is_cuda_device(device) else _native
 
 
 def cuda_available() -> bool:
     """True when the CUDA build is installed, loads, and the driver reports at least one GPU."""
-    try:
-        return cuda_module().cuda_device_count() > 0
-    except DeviceError:
-        return False
+    module = _load_cuda_module()
+    return module is not None and module.cuda_device_count() > 0
 
 
 def cuda_unavailable_reason() -> str | None:
-    """Why :func:`cuda_available` is False (``None`` when it is True)."""
-    try:
-        count = cuda_module().cuda_device_count()
-    except DeviceError as e:
-        return str(e)
-    return None if count > 0 else "the CUDA build loaded but the driver reports no GPU"
+    """Why :func:`cuda_available` is False (``None`` when it is True), e.g. "this installation
+    of janus-rs is the CPU-only build; ...". Nothing is requested by asking."""
+    module = _load_cuda_module()
+    if module is None:
+        return _cuda_import_error
+    return None if module.cuda_device_count() > 0 else "the CUDA build loaded but the driver reports no GPU"
+
+
+def check_load_args(
+    name_or_path: object,
+    *,
+    device: object,
+    dtypes: dict[str, object],
+    roles: object,
+    strings: dict[str, object],
+) -> tuple[str, tuple[str, str] | None]:
+    """Check ``from_pretrained``'s arguments before anything is read or downloaded: returns the
+    path as a string and ``roles`` as a tuple. Raises :class:`InputTypeError` / :class:`InputError`
+    naming the argument."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise InputTypeError(
+            f"name_or_path must be a folder path or a hub id such as \"deepseek-ai/Janus-Pro-1B\", got {name_or_path!r}"
+        )
+    name = os.fspath(name_or_path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    check_device(device)
+    for key, value in dtypes.items():
+        check_dtype(key, value)
+    for key, value in strings.items():
+        if value is not None and not isinstance(value, str):
+            raise InputTypeError(f"{key} must be a string or None, got {type(value).__name__}")
+    if roles is not None:
+        if not (isinstance(roles, (tuple, list)) and len(roles) == 2 and all(isinstance(r, str) for r in roles)):
+            raise InputTypeError(f"roles must be a pair of strings (user, assistant), got {roles!r}")
+        roles = (roles[0], roles[1])
+    return name, roles  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, InputTypeError
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
 from .streaming import stream_tokens
 
@@ -156,7 +156,7 @@ class ChatModel:
         """
         images = to_rgb_arrays(image)
         if not isinstance(question, str):
-            raise InputError(f"question must be a string, got {type(question).__name__}")
+            raise InputTypeError(f"question must be a string, got {type(question).__name__}")
         content = question
         if IMAGE_TAG not in question:
             content = "".join(IMAGE_TAG + "\n" for _ in images) + question
@@ -269,6 +269,11 @@ class ChatModel:
         stream: bool,
     ) -> str | Iterator[str]:
         _check_int("max_new_tokens", max_new_tokens, minimum=0)
+        temperature = _to_float("temperature", temperature)
+        top_p = None if top_p is None else _to_float("top_p", top_p)
+        repetition_penalty = None if repetition_penalty is None else _to_float("repetition_penalty", repetition_penalty)
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise InputTypeError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
         if top_k is not None:
             _check_int("top_k", top_k, minimum=1)
         if seed is not None:
@@ -283,10 +288,10 @@ class ChatModel:
                 images,
                 max_new_tokens,
                 bool(do_sample),
-                float(temperature),
+                temperature,
                 top_k,
-                None if top_p is None else float(top_p),
-                None if repetition_penalty is None else float(repetition_penalty),
+                top_p,
+                repetition_penalty,
                 seed,
                 callback,
             )
@@ -303,6 +308,10 @@ class ChatModel:
     def _normalise_messages(messages: Iterable[Message]) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
         turns: list[tuple[str, str]] = []
         images: list[np.ndarray] = []
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+            raise InputTypeError(
+                f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
+            )
         for i, m in enumerate(messages):
             if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
                 raise InputError(f"message {i} must be a dict with 'role' and 'content' keys, got {m!r}")
@@ -327,7 +336,14 @@ class ChatModel:
         """Render ``(role, content)`` turns with the official SFT template, ending with an empty
         assistant turn for the model to complete. ``system_prompt=None`` uses the default."""
         system = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
-        return self._native.render_prompt([(str(r), str(c)) for r, c in messages], system)
+        if not isinstance(system, str):
+            raise InputTypeError(f"system_prompt must be a string or None, got {type(system).__name__}")
+        turns = []
+        for i, m in enumerate(messages):
+            if not (isinstance(m, (tuple, list)) and len(m) == 2):
+                raise InputTypeError(f"messages[{i}] must be a (role, content) pair, got {_describe(m)}")
+            turns.append((str(m[0]), str(m[1])))
+        return self._native.render_prompt(turns, system)
 
     def prompt_ids(self, prompt: str) -> np.ndarray:
         """Token ids of a rendered prompt: BOS first, each ``<image_placeholder>`` expanded to
@@ -337,14 +353,18 @@ class ChatModel:
 
     def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
         """Tokenize ``text`` (no image expansion)."""
+        if not isinstance(text, str):
+            raise InputTypeError(f"text must be a string, got {type(text).__name__}")
         return self._native.encode(text, add_bos=add_bos)
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = True) -> str:
         """Detokenize ``ids``."""
-        return self._native.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        return self._native.decode(_token_ids("ids", ids), skip_special_tokens=skip_special_tokens)
 
     def token_id(self, token: str) -> int | None:
         """Id of a token string in this checkpoint's tokenizer, or ``None``."""
+        if not isinstance(token, str):
+            raise InputTypeError(f"token must be a string, got {type(token).__name__}")
         return self._native.token_to_id(token)
 
     def resize_image(self, image: ImageInput) -> np.ndarray:
@@ -370,9 +390,7 @@ class ChatModel:
         replaced by the aligned SigLIP features of ``pixel_values`` (one image per block).
         JanusFlow also replaces each image's ``<begin_of_image>`` embedding by its learned
         ``beg_of_und_embed``; ``<end_of_image>`` keeps its token embedding."""
-        ids = [int(i) for i in np.asarray(input_ids).reshape(-1)]
-        if any(i < 0 for i in ids):
-            raise InputError("input_ids must be non-negative")
+        ids = _token_ids("input_ids", input_ids)
         px = None if pixel_values is None else _f32(pixel_values, "pixel_values")
         return self._native.inputs_embeds(ids, px)
 
@@ -394,6 +412,60 @@ def _f32(a: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+def _prompts(prompt: Any) -> list[str]:
+    """A text-to-image ``prompt`` argument (a string or a non-empty list of strings) as a list."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    raise InputTypeError(f"prompt must be a string or a non-empty list of strings, got {_describe(prompt)}")
+
+
+def _describe(value: Any) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else type(value).__name__
+
+
+U64_MAX = 2**64 - 1
+"""Largest value of an integer parameter (seeds are 64-bit; counts are limited further by the core)."""
+
+
+def _token_ids(name: str, ids: Any) -> list[int]:
+    """Token ids (any integer sequence or array) as a list of ints in ``[0, 2**32)``."""
+    try:
+        arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+    except TypeError:
+        raise InputTypeError(f"{name} must be a sequence of integer token ids, got {type(ids).__name__}") from None
+    if arr.size and not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == object):
+        raise InputTypeError(f"{name} must be integer token ids, got dtype {arr.dtype}")
+    out = []
+    for i in arr.reshape(-1).tolist():
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise InputTypeError(f"{name} must be integer token ids, got {i!r}")
+        if not 0 <= i < 2**32:
+            raise InputError(f"{name} must be non-negative token ids below 2**32, got {i}")
+        out.append(i)
+    return out
+
+
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int = U64_MAX) -> None:
+    """:class:`InputTypeError` unless ``value`` is an int (not a bool); :class:`InputError` unless
+    ``minimum <= value <= maximum``. Both messages name the parameter and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise InputError(f"{name} must be an integer >= {minimum} and <= {maximum}, got {value!r}")
+
+
+def _to_float(name: str, value: Any) -> float:
+    """``value`` as a float: :class:`InputTypeError` unless it is a real number (not a bool or a
+    string), :class:`InputError` if it is an integer too large for a float. The range of each
+    parameter is checked by the core, whose messages name it too."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError(f"{name} must be a finite number, got an integer too large for a float: {value}") from None

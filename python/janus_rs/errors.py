@@ -10,7 +10,10 @@ natural built-in exception, so ``except ValueError`` / ``except FileNotFoundErro
     │   ├── WeightsError (ValueError)   weight files: unreadable, missing tensors, wrong shapes
     │   └── TokenizerError (ValueError) tokenizer.json unreadable or lacking a needed token
     ├── InputError (ValueError)         a bad argument to a call
+    │   ├── InputTypeError (TypeError)  an argument of the wrong type
     │   ├── ImageError                  an image that cannot be decoded or used
+    │   │   └── ImageFileError (OSError)    an image path that cannot be read (a folder, no permission)
+    │   │       └── ImageFolderError (IsADirectoryError)  a folder given as an image
     │   └── ContextLengthError          the prompt does not fit the model's context
     ├── DeviceError (RuntimeError)      the requested device is unavailable in this build/machine
     └── InternalError (RuntimeError)    a failure inside the tensor library (please report it)
@@ -28,7 +31,10 @@ __all__ = [
     "WeightsError",
     "TokenizerError",
     "InputError",
+    "InputTypeError",
     "ImageError",
+    "ImageFileError",
+    "ImageFolderError",
     "ContextLengthError",
     "DeviceError",
     "InternalError",
@@ -66,8 +72,23 @@ class InputError(JanusError, ValueError):
     """A bad argument: a parameter out of range, a bad array, a malformed conversation."""
 
 
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type (e.g. a string where a number is needed); also a ``TypeError``."""
+
+
 class ImageError(InputError):
     """An image that cannot be decoded or used."""
+
+
+class ImageFileError(ImageError, OSError):
+    """An image path that exists but cannot be read: a folder, or no permission; also an ``OSError``."""
+
+    def __str__(self) -> str:  # OSError would otherwise format errno/filename
+        return str(self.args[0]) if self.args else ""
+
+
+class ImageFolderError(ImageFileError, IsADirectoryError):
+    """A folder given where an image file is needed; also an ``IsADirectoryError``."""
 
 
 class ContextLengthError(InputError):

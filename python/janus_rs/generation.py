@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 
+from .errors import InputTypeError
+
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
@@ -57,7 +59,7 @@ class GenerationResult:
 
     def __repr__(self) -> str:
         n, h, w, _ = self.array.shape
-        return f"GenerationResult({n} images of {w}x{h}, seed={self.seed})"
+        return f"GenerationResult({n} image{'' if n == 1 else 's'} of {w}x{h}, seed={self.seed})"
 
 
 def progress_hook(
@@ -79,4 +81,4 @@ def progress_hook(
         return on_step, bar.close
     if callable(progress):
         return (lambda done: progress(done, total)), lambda: None
-    raise TypeError(f"progress must be True, False or a callable, got {type(progress).__name__}")
+    raise InputTypeError(f"progress must be True, False or a callable, got {type(progress).__name__}")

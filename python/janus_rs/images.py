@@ -1,5 +1,5 @@
-"""Turning the image inputs users have (PIL images, numpy arrays, paths, bytes) into the
-HxWx3 uint8 arrays the native core takes."""
+"""Turning the image inputs users have (PIL images, numpy arrays, paths, bytes, binary file
+objects) into the HxWx3 uint8 arrays the native core takes."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from . import _native
-from .errors import ImageError
+from .errors import ImageError, ImageFileError, ImageFolderError, InputTypeError, NotFoundError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-ImageInput = Union["PILImage.Image", np.ndarray, str, "os.PathLike[str]", bytes, bytearray, memoryview]
-"""Anything :func:`to_rgb_array` accepts."""
+ImageInput = Union["PILImage.Image", np.ndarray, str, "os.PathLike[str]", bytes, bytearray, memoryview, Any]
+"""Anything :func:`to_rgb_array` accepts (binary file objects, anything with ``.read()``, included)."""
+
+_ACCEPTED = (
+    "pass a PIL image, a numpy uint8 array (HxWx3), a file path, encoded image bytes or a binary "
+    "file object (open(path, 'rb'), io.BytesIO)"
+)
 
 
 def to_rgb_array(image: Any) -> np.ndarray:
@@ -23,26 +28,72 @@ def to_rgb_array(image: Any) -> np.ndarray:
 
     Accepts a PIL image (converted with ``.convert("RGB")`` as the official code does), a numpy
     uint8 array ``HxWx3`` (``HxW`` grey and ``HxWx4`` RGBA are converted like PIL does), a file
-    path, or the raw bytes of an encoded image (PNG, JPEG, WebP, GIF, BMP, TIFF).
+    path, the raw bytes of an encoded image (PNG, JPEG, WebP, GIF, BMP, TIFF), or a binary file
+    object holding such bytes (anything whose ``.read()`` returns bytes: ``open(path, "rb")``,
+    ``io.BytesIO``, a response body), read from its current position to its end.
+
+    Raises :class:`NotFoundError` for a missing file, :class:`ImageFileError` for a path that
+    cannot be read (a folder), :class:`ImageError` for data that is not a usable image and
+    :class:`InputTypeError` for anything else.
     """
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
-        with open(path, "rb") as f:  # FileNotFoundError names the path
-            data = f.read()
-        try:
-            return _native.decode_image(data)
-        except ImageError as e:
-            raise ImageError(f"{path}: {e}") from None
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        return _decode(_read_path(path), path)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return _native.decode_image(bytes(image))
+        return _decode(bytes(image), None)
     if isinstance(image, np.ndarray):
         return _from_numpy(image)
     if _is_pil_image(image):
         return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
-    raise TypeError(
-        f"unsupported image type {type(image).__name__}: pass a PIL image, a numpy uint8 array "
-        "(HxWx3), a file path or encoded image bytes"
-    )
+    if callable(getattr(image, "read", None)):
+        return _decode(_read_file_object(image), _file_object_name(image))
+    raise InputTypeError(f"unsupported image type {type(image).__name__}: {_ACCEPTED}")
+
+
+def _read_path(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"image file not found: {path}") from None
+    except IsADirectoryError:
+        raise ImageFolderError(f"image path is a folder, not an image file: {path}") from None
+    except OSError as e:
+        raise ImageFileError(f"cannot read image file {path}: {e.strerror or e}") from None
+
+
+def _read_file_object(f: Any) -> bytes:
+    name = _file_object_name(f) or type(f).__name__
+    try:
+        data = f.read()
+    except OSError as e:
+        raise ImageFileError(f"cannot read image from {name}: {e}") from None
+    except (ValueError, TypeError) as e:  # e.g. "I/O operation on closed file"
+        raise ImageError(f"cannot read image from {name}: {e}") from None
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise InputTypeError(
+            f"image file object {name} returned {type(data).__name__} from read(), not bytes: "
+            "open image files in binary mode (open(path, 'rb'))"
+        )
+    return data
+
+
+def _file_object_name(f: Any) -> str | None:
+    name = getattr(f, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _decode(data: bytes, source: str | None) -> np.ndarray:
+    try:
+        return _native.decode_image(data)
+    except ImageError as e:
+        if source is None:
+            raise
+        raise ImageError(f"{source}: {e}") from None
 
 
 def to_rgb_arrays(images: Any) -> list[np.ndarray]:

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _backend, _native
-from ._chat import ChatModel, _check_int, _f32
-from .errors import InputError
+from ._chat import ChatModel, _check_int, _f32, _prompts, _to_float
+from .errors import InputError, InputTypeError
 from .generation import GenerationResult, Progress, progress_hook
 from .janus_pro import MAX_IMAGES_PER_CALL
 
@@ -74,10 +74,11 @@ class JanusFlow(ChatModel):
             revision: branch, tag or commit of the model's hub id.
             vae_revision: branch, tag or commit of the VAE's hub id.
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
-            dtype: the model's dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``None``
-                (float32 on CPU, bfloat16 on CUDA).
-            vae_dtype: the VAE's dtype: ``None`` (float32 on CPU; on CUDA the model's dtype,
-                bfloat16 if that is float16), ``"float32"``, or ``"bfloat16"`` (CUDA only).
+            dtype: the model's dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``None`` /
+                ``"auto"`` (float32 on CPU, bfloat16 on CUDA); the short names of
+                :meth:`JanusPro.from_pretrained` are accepted too.
+            vae_dtype: the VAE's dtype: ``None`` or ``"auto"`` (float32 on CPU; on CUDA the
+                model's dtype, bfloat16 if that is float16), ``"float32"``, or ``"bfloat16"`` (CUDA only).
                 ``"float16"`` is refused: the SDXL VAE overflows in it (NaN images).
             roles: the chat role strings ``(user, assistant)``; default ``("User",
                 "Assistant")``, as JanusFlow was trained.
@@ -89,10 +90,18 @@ class JanusFlow(ChatModel):
             ConfigError: an unusable config, e.g. a VAE folder that holds no diffusers VAE or
                 one whose latents are not 4-channel.
             WeightsError, TokenizerError: unusable weights or tokenizer (the message names them).
-            InputError: ``vae_dtype="float16"`` (or bfloat16 on the CPU).
+            InputError: ``vae_dtype="float16"`` (or bfloat16 on the CPU), a malformed ``device``
+                or ``dtype``, or an argument of the wrong type (checked before anything loads).
             DeviceError: the device is not available.
         """
-        name = os.fspath(name_or_path)
+        name, roles = _backend.check_load_args(
+            name_or_path, device=device, dtypes={"dtype": dtype, "vae_dtype": vae_dtype}, roles=roles,
+            strings={"revision": revision, "vae_revision": vae_revision, "token": token},
+        )
+        if vae is not None and not isinstance(vae, (str, os.PathLike)):
+            raise InputTypeError(f"vae must be a folder path or a hub id such as {DEFAULT_VAE!r}, got {vae!r}")
+        if isinstance(vae_dtype, str) and vae_dtype.strip().lower() == "auto":
+            vae_dtype = None  # "auto" means the default, as for dtype
         if vae is None and vae_revision is not None:
             raise InputError("vae_revision was given without vae")
         cache = None if cache_dir is None else os.fspath(cache_dir)
@@ -240,9 +249,7 @@ class JanusFlow(ChatModel):
         keep_all: bool,
         cache_prefix: bool,
     ) -> tuple[np.ndarray, int, list[str]]:
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise InputError("prompt must be a string or a non-empty list of strings")
+        prompts = _prompts(prompt)
         _check_int("num_images", num_images, minimum=1)
         _check_int("num_steps", num_steps, minimum=1)
         _check_int("max_images", max_images, minimum=1)
@@ -337,8 +344,7 @@ class JanusFlow(ChatModel):
 
 
 def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InputError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
+    x = _to_float(name, value)
+    if not math.isfinite(x):
         raise InputError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    return x

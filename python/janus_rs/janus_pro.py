@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _backend, _native
-from ._chat import DEFAULT_SYSTEM_PROMPT, IMAGE_TAG, ChatModel, Message, _check_int, _f32
+from ._chat import DEFAULT_SYSTEM_PROMPT, IMAGE_TAG, ChatModel, Message, _check_int, _f32, _prompts, _to_float, _token_ids
 from .errors import InputError
 from .generation import GenerationResult, Progress, progress_hook
 from .images import ImageInput, to_rgb_arrays
@@ -69,8 +69,9 @@ class JanusPro(ChatModel):
                 missing is downloaded into that cache unless ``HF_HUB_OFFLINE=1`` is set.
             revision: branch, tag or commit of a hub id (default ``"main"``).
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
-            dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``None`` (auto: float32 on
-                CPU, bfloat16 on CUDA).
+            dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``None`` / ``"auto"``
+                (float32 on CPU, bfloat16 on CUDA). Also accepted: ``"f32"``, ``"fp32"``,
+                ``"bf16"``, ``"f16"``, ``"fp16"``, ``"half"``; any case.
             roles: the chat role strings ``(user, assistant)``. Default: ``("<|User|>",
                 "<|Assistant|>")`` when the tokenizer has those tokens (Janus-Pro), else
                 ``("User", "Assistant")`` (Janus-1.3B).
@@ -84,9 +85,14 @@ class JanusPro(ChatModel):
             NotFoundError: the folder, a required file, or (offline) the cached model is
                 missing; the message says what to download and where it looked.
             ConfigError, WeightsError, TokenizerError: a file is unusable (the message names it).
+            InputError: a malformed ``device`` (not ``"cpu"``, ``"cuda"`` or ``"cuda:N"``) or
+                ``dtype``, or an argument of the wrong type; checked before anything is loaded.
             DeviceError: the device is not available.
         """
-        name = os.fspath(name_or_path)
+        name, roles = _backend.check_load_args(
+            name_or_path, device=device, dtypes={"dtype": dtype}, roles=roles,
+            strings={"revision": revision, "token": token},
+        )
         path = _native.resolve_pretrained(
             name,
             revision=revision,
@@ -171,24 +177,21 @@ class JanusPro(ChatModel):
         return tokens
 
     def _generate_tokens(self, prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images):
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise InputError("prompt must be a string or a non-empty list of strings")
+        prompts = _prompts(prompt)
         _check_int("num_images", num_images, minimum=1)
         _check_int("max_images", max_images, minimum=1)
         if top_k is not None:
             _check_int("top_k", top_k, minimum=1)
         if seed is not None:
             _check_int("seed", seed, minimum=0)
-        for name, value in [("cfg_weight", cfg_weight), ("temperature", temperature)]:
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise InputError(f"{name} must be a number, got {value!r}")
+        cfg_weight = _to_float("cfg_weight", cfg_weight)
+        temperature = _to_float("temperature", temperature)
+        top_p = None if top_p is None else _to_float("top_p", top_p)
         total = self.image_token_grid ** 2
         on_step, close = progress_hook(progress, total, "janus-rs generate")
         try:
             tokens, used_seed = self._native.generate_image_tokens(
-                prompts, num_images, float(cfg_weight), float(temperature), top_k,
-                None if top_p is None else float(top_p), seed, max_images, on_step,
+                prompts, num_images, cfg_weight, temperature, top_k, top_p, seed, max_images, on_step,
             )
         finally:
             close()
@@ -247,4 +250,4 @@ class JanusPro(ChatModel):
 
     def image_token_embeddings(self, tokens: Sequence[int]) -> np.ndarray:
         """LLM input embeddings of image tokens (``gen_embed`` → ``gen_aligner``)."""
-        return self._native.image_token_embeddings([int(t) for t in tokens])
+        return self._native.image_token_embeddings(_token_ids("tokens", tokens))

@@ -444,7 +444,8 @@ impl JanusConfig {
         if value.get("vision_und_enc_config").is_some() {
             return Err(Error::config(
                 file,
-                "this is a JanusFlow config; JanusPro cannot load it",
+                "this is a JanusFlow config; JanusPro cannot load it: use \
+                 `janus_rs.JanusFlow.from_pretrained(path, vae=...)` (CLI: --vae)",
             ));
         }
         let raw: RawJanusConfig =

@@ -8,6 +8,27 @@ use crate::loading::ImageProcessorConfig;
 /// Largest image side we accept, before resizing (keeps a hostile header from allocating GBs).
 pub const MAX_IMAGE_SIDE: u32 = 16384;
 
+/// Most memory the decoder may allocate for one image's pixels (the `image` crate's default).
+pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The message for an image the decoder refused as too large: says which limit and its value.
+fn too_large_message(bytes: &[u8], limit: &image::error::LimitError) -> String {
+    let size = RgbImage::header_size(bytes)
+        .map(|(w, h)| format!("image is {w}x{h}"))
+        .unwrap_or_else(|| "image is too large".into());
+    let mib = MAX_DECODE_BYTES / (1024 * 1024);
+    match limit.kind() {
+        image::error::LimitErrorKind::DimensionError => {
+            format!("{size}; sides larger than {MAX_IMAGE_SIDE} pixels are not accepted")
+        }
+        _ => format!(
+            "{size}; decoding it would need more than the limit of {mib} MiB for the decoded \
+             pixels (about {} megapixels of 8-bit RGB); downscale it first",
+            MAX_DECODE_BYTES / 3 / 1_000_000
+        ),
+    }
+}
+
 /// An 8-bit RGB image, row-major `H×W×3`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbImage {
@@ -52,17 +73,28 @@ impl RgbImage {
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_IMAGE_SIDE);
         limits.max_image_height = Some(MAX_IMAGE_SIDE);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
         reader.limits(limits);
         if reader.format().is_none() {
             return Err(Error::Image(
                 "unrecognised image format (expected PNG, JPEG, WebP, GIF, BMP or TIFF)".into(),
             ));
         }
-        let img = reader
-            .decode()
-            .map_err(|e| Error::Image(format!("cannot decode image: {e}")))?;
+        let img = reader.decode().map_err(|e| match e {
+            image::ImageError::Limits(limit) => Error::Image(too_large_message(bytes, &limit)),
+            e => Error::Image(format!("cannot decode image: {e}")),
+        })?;
         let rgb = img.to_rgb8();
         Self::new(rgb.width(), rgb.height(), rgb.into_raw())
+    }
+
+    /// The size of an encoded image from its header alone (no pixels decoded), if readable.
+    fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()?;
+        reader.no_limits();
+        reader.into_dimensions().ok()
     }
 
     pub fn open(path: &std::path::Path) -> Result<Self> {
