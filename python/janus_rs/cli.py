@@ -2,50 +2,246 @@
 
 Exit status: 0 on success, 1 when janus-rs reports an error (the message names the file,
 parameter or device at fault), 2 for bad command-line usage, 130 when interrupted (Ctrl-C).
+Every error is one line on stderr, ``janus-rs: error: ...``, never a traceback (set
+``JANUS_RS_DEBUG=1`` to get the traceback of an unexpected one). Outputs (``--out``,
+``--tokens-out``) and inputs (``--image``) are checked before the model is loaded, so a bad
+path fails at once instead of after minutes of generation.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import re
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from .errors import JanusError
 
 if TYPE_CHECKING:
+    from .janus_flow import JanusFlow
     from .janus_pro import JanusPro
+
+    Model = Union[JanusPro, JanusFlow]
 
 EXAMPLES = """\
 examples:
   janus-rs understand --model deepseek-ai/Janus-Pro-1B --image cat.png --question "What is this?"
   janus-rs generate --model ./Janus-Pro-1B --prompt "a red cat" --num-images 4 --seed 7 --out cat.png
+  janus-rs generate --model deepseek-ai/JanusFlow-1.3B --vae stabilityai/sdxl-vae --prompt "a red cat"
+  janus-rs understand --model deepseek-ai/Janus-1.3B --roles User Assistant --image cat.png --question "?"
   janus-rs demo --model tests/fixtures/tiny-janus-pro     (an image and an answer, offline)
   janus-rs info --model deepseek-ai/Janus-Pro-7B --offline
   janus-rs info                              (version and CUDA availability only)
 
 --model takes a local checkpoint folder (official deepseek-ai or transformers layout) or a
 Hugging Face hub id, looked up in the HF cache (HF_HOME / HF_HUB_CACHE) and downloaded if
-missing, unless --offline or HF_HUB_OFFLINE=1.
+missing, unless --offline or HF_HUB_OFFLINE=1. Janus-Pro, Janus-1.3B and JanusFlow checkpoints
+are told apart by their config.json; JanusFlow needs --vae to generate images.
 
-exit status: 0 success, 1 error (message on stderr), 2 usage error, 130 interrupted.
+--out and --tokens-out are checked before the model is loaded: the folder must exist and the
+image extension must be one Pillow writes (.png, .jpg, .jpeg, .webp, .bmp, .tiff, ...); an
+existing folder as --out writes janus.png (janus_0.png, janus_1.png, ...) into it.
+
+exit status: 0 success, 1 error (one line on stderr), 2 usage error, 130 interrupted.
 """
 
+# Python parameter names as they appear in janus-rs's messages -> the CLI's flags.
+_FLAG_ALWAYS = {
+    "num_images": "--num-images",
+    "cfg_weight": "--cfg-weight",
+    "max_new_tokens": "--max-new-tokens",
+    "top_p": "--top-p",
+    "top_k": "--top-k",
+    "num_steps": "--num-steps",
+    "system_prompt": "--system-prompt",
+    "local_files_only": "--offline",
+}
+# Plain words that are only parameter names when the message says something about them.
+_FLAG_WHEN_SUBJECT = {
+    "temperature": "--temperature",
+    "seed": "--seed",
+    "dtype": "--dtype",
+    "device": "--device",
+    "revision": "--revision",
+    "roles": "--roles",
+    "vae": "--vae",
+}
+_ALWAYS_RE = re.compile(r"(?<![\w./-])(" + "|".join(_FLAG_ALWAYS) + r")\b")
+_SUBJECT_RE = re.compile(r"(?<![\w./-])(" + "|".join(_FLAG_WHEN_SUBJECT) + r")(?=( must\b| =|=| is not\b| was\b))")
 
-def _load(args: argparse.Namespace) -> "JanusPro":
-    from .janus_pro import JanusPro
 
-    return JanusPro.from_pretrained(
-        args.model,
-        revision=args.revision,
-        device=args.device,
-        dtype=args.dtype,
-        local_files_only=args.offline,
-    )
+def flag_names(message: str) -> str:
+    """Rewrite Python parameter names in a janus-rs message as the CLI's flags."""
+    message = _ALWAYS_RE.sub(lambda m: _FLAG_ALWAYS[m.group(1)], message)
+    return _SUBJECT_RE.sub(lambda m: _FLAG_WHEN_SUBJECT[m.group(1)], message)
 
 
+class CliError(Exception):
+    """A user error the CLI found itself: one line on stderr and ``status`` (1, or 2 for usage)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------------- argument types
+def _int_at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64-1, got {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64-1, got {value}")
+    return value
+
+
+_seed.__name__ = "seed"
+
+
+# ---------------------------------------------------------------------- paths, checked before work
+def _image_format(ext: str) -> str | None:
+    """The Pillow format that writes RGB images for a file extension, or None."""
+    from PIL import Image
+
+    Image.init()
+    fmt = Image.registered_extensions().get(ext.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        return None
+    try:  # some formats Pillow knows cannot hold an RGB image (e.g. .xbm): find out now
+        Image.new("RGB", (8, 8)).save(io.BytesIO(), format=fmt)
+    except Exception:
+        return None
+    return fmt
+
+
+def _check_writable(path: str, flag: str, given: str | None = None) -> None:
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise CliError(f"{flag} {given or path}: folder {parent} does not exist (create it first)")
+    if os.path.isdir(path):
+        raise CliError(f"{flag} {path} is a folder; give a file name")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise CliError(f"{flag} {path}: cannot write there (permission denied)")
+
+
+def image_out_paths(out: str, count: int, default_name: str, flag: str = "--out") -> list[str]:
+    """The files ``count`` images go to: ``out`` (a file, or an existing folder to write
+    ``default_name`` into), with ``_0``, ``_1``, ... added when there are several. Raises
+    :class:`CliError` if they cannot be written, before any work is done."""
+    if os.path.isdir(out):
+        base = os.path.join(out, default_name)
+    elif out.endswith(("/", os.sep)):
+        raise CliError(f"{flag} {out}: folder does not exist (create it first)")
+    else:
+        base = out
+    stem, ext = os.path.splitext(base)
+    if not ext:
+        ext = ".png"
+    if _image_format(ext) is None:
+        raise CliError(f"{flag} {out}: unknown image extension {ext!r} "
+                       "(use .png, .jpg, .jpeg, .webp, .bmp, .tiff, .gif, ...)", status=2)
+    paths = [stem + ext] if count == 1 else [f"{stem}_{i}{ext}" for i in range(count)]
+    for path in paths:
+        _check_writable(path, flag, out)
+    return paths
+
+
+def tokens_out_path(path: str) -> str:
+    """Where ``np.save`` will write ``--tokens-out`` (it adds ``.npy``), checked writable."""
+    given = path
+    if os.path.isdir(path):
+        raise CliError(f"--tokens-out {path} is a folder; give a file name such as "
+                       f"{os.path.join(path, 'tokens.npy')}")
+    if not path.endswith(".npy"):
+        path += ".npy"
+    _check_writable(path, "--tokens-out", given)
+    return path
+
+
+def _check_images(images: list[str] | None) -> None:
+    for image in images or []:
+        if os.path.isdir(image):
+            raise CliError(f"--image {image} is a folder, not an image file")
+        if not os.path.exists(image):
+            raise CliError(f"--image {image}: no such file")
+        if not os.access(image, os.R_OK):
+            raise CliError(f"--image {image}: cannot read it (permission denied)")
+
+
+# ---------------------------------------------------------------------- loading
+def _is_janusflow(path: str) -> bool:
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False  # the loader reports an unreadable config with its own message
+    return isinstance(config, dict) and "vision_und_enc_config" in config
+
+
+def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
+    """Load --model as JanusPro or JanusFlow, whichever its config.json says it is."""
+    from . import _native
+
+    path = _native.resolve_pretrained(args.model, revision=args.revision, local_files_only=args.offline)
+    vae = getattr(args, "vae", None)
+    roles = tuple(args.roles) if getattr(args, "roles", None) else None
+    model: Model
+    if _is_janusflow(path):
+        if needs_vae and vae is None:
+            raise CliError(f"{args.model} is a JanusFlow checkpoint: pass --vae PATH_OR_ID to generate "
+                           "images (the SDXL VAE, e.g. --vae stabilityai/sdxl-vae)", status=2)
+        _check_flow_options(args)
+        from .janus_flow import JanusFlow
+
+        model = JanusFlow.from_pretrained(path, vae=vae, device=args.device, dtype=args.dtype,
+                                          roles=roles, local_files_only=args.offline)
+    else:
+        if vae is not None:
+            raise CliError(f"--vae is for JanusFlow checkpoints; {args.model} is a Janus-Pro/Janus "
+                           "checkpoint, which makes images with its own VQ decoder: drop --vae", status=2)
+        if getattr(args, "num_steps", None) is not None:
+            raise CliError(f"--num-steps is for JanusFlow checkpoints; {args.model} is a Janus-Pro/Janus "
+                           "checkpoint (it samples a fixed number of image tokens): drop --num-steps", status=2)
+        from .janus_pro import JanusPro
+
+        model = JanusPro.from_pretrained(path, device=args.device, dtype=args.dtype, roles=roles)
+    if os.path.normpath(path) != os.path.normpath(args.model):  # a hub id: show it, not the cache folder
+        model._name = args.model
+        model._info["name"] = args.model
+    return model
+
+
+def _check_flow_options(args: argparse.Namespace) -> None:
+    if args.command != "generate":
+        return
+    given = [flag for flag, value in [("--temperature", args.temperature), ("--top-k", args.top_k),
+                                      ("--top-p", args.top_p)] if value is not None]
+    if given:
+        raise CliError(f"{args.model} is a JanusFlow checkpoint, which generates by rectified flow: "
+                       f"{', '.join(given)} only apply to Janus-Pro/Janus (JanusFlow takes "
+                       "--cfg-weight and --num-steps)", status=2)
+
+
+# ---------------------------------------------------------------------- commands
 def _cmd_understand(args: argparse.Namespace) -> int:
+    _check_images(args.image)
     model = _load(args)
     kwargs: dict[str, Any] = dict(
         max_new_tokens=args.max_new_tokens,
@@ -68,38 +264,57 @@ def _cmd_understand(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    model = _load(args)
-    result = model.generate(
-        args.prompt,
-        num_images=args.num_images,
-        cfg_weight=args.cfg_weight,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-    stem, ext = os.path.splitext(args.out)
-    ext = ext or ".png"
-    paths = [stem + ext if len(result) == 1 else f"{stem}_{i}{ext}" for i in range(len(result))]
+    from . import MAX_IMAGES_PER_CALL
+
+    if args.num_images > MAX_IMAGES_PER_CALL:
+        raise CliError(f"--num-images {args.num_images} exceeds the limit of {MAX_IMAGES_PER_CALL} images per "
+                       "call (run the command several times with different --seed)", status=2)
+    paths = image_out_paths(args.out, args.num_images, "janus.png")
+    tokens_path = tokens_out_path(args.tokens_out) if args.tokens_out else None
+    model = _load(args, needs_vae=True)
+    from .janus_flow import JanusFlow
+
+    if isinstance(model, JanusFlow):
+        result = model.generate(
+            args.prompt,
+            num_images=args.num_images,
+            cfg_weight=2.0 if args.cfg_weight is None else args.cfg_weight,
+            num_steps=30 if args.num_steps is None else args.num_steps,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    else:
+        result = model.generate(
+            args.prompt,
+            num_images=args.num_images,
+            cfg_weight=5.0 if args.cfg_weight is None else args.cfg_weight,
+            temperature=1.0 if args.temperature is None else args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    if len(result) != len(paths):  # pragma: no cover - one prompt gives num_images images
+        paths = image_out_paths(args.out, len(result), "janus.png")
     for img, path in zip(result.images, paths):
         img.save(path)
         print(path)
-    if args.tokens_out:
+    if tokens_path:
         import numpy as np
 
-        np.save(args.tokens_out, result.tokens)
-        print(args.tokens_out)
+        np.save(tokens_path, result.tokens)
+        print(tokens_path)
     print(f"seed {result.seed}", file=sys.stderr)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    model = _load(args)
+    (out,) = image_out_paths(args.out, 1, "janus-demo.png")
+    model = _load(args, needs_vae=True)
     print(model, file=sys.stderr)
     result = model.generate(args.prompt, seed=args.seed, progress=not args.quiet)
-    result.images[0].save(args.out)
-    print(f"image: {args.out} (prompt {args.prompt!r}, seed {result.seed})")
+    result.images[0].save(out)
+    print(f"image: {out} (prompt {args.prompt!r}, seed {result.seed})")
     question = "Describe this image."
     sys.stdout.write(f"{question} ")
     for piece in model.understand(result.images[0], question, max_new_tokens=args.max_new_tokens, stream=True):
@@ -114,7 +329,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     info: dict[str, Any] = {"janus_rs_version": __version__}
     if args.model is not None:
-        info.update(_load(args).info)
+        model = _load(args)
+        info["model_class"] = type(model).__name__
+        info.update(model.info)
     info["cuda_available"] = _backend.cuda_available()
     reason = _backend.cuda_unavailable_reason()
     if reason:
@@ -123,74 +340,111 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- parser
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help when it has a meaningful default and the help
+    does not already say it (never "(default: None)" or "(default: False)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        if ("(default" in help or action.default in (None, False, argparse.SUPPRESS)
+                or action.required or not action.option_strings):
+            return help
+        return help + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p = argparse.ArgumentParser(
         prog="janus-rs",
-        description="Run DeepSeek's Janus models (Janus-Pro-1B/7B, Janus-1.3B) on CPU or CUDA with janus-rs.",
+        description="Run DeepSeek's Janus models (Janus-Pro-1B/7B, Janus-1.3B, JanusFlow-1.3B) on CPU "
+                    "or CUDA with janus-rs.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"janus-rs {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def model_args(sp: argparse.ArgumentParser, required: bool = True) -> None:
+    def model_args(sp: argparse.ArgumentParser, required: bool = True, vae: bool = False) -> None:
         g = sp.add_argument_group("model")
         g.add_argument("--model", required=required, metavar="FOLDER_OR_HUB_ID",
-                       help="checkpoint folder or hub id, e.g. deepseek-ai/Janus-Pro-1B")
+                       help="checkpoint folder or hub id, e.g. deepseek-ai/Janus-Pro-1B or "
+                            "deepseek-ai/JanusFlow-1.3B")
         g.add_argument("--revision", default=None, help="hub branch, tag or commit (default: main)")
         g.add_argument("--offline", action="store_true", help="use only the local HF cache (like HF_HUB_OFFLINE=1)")
-        g.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+        g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                        help="weights dtype (default: float32 on CPU, bfloat16 on CUDA)")
+        g.add_argument("--roles", nargs=2, default=None, metavar=("USER", "ASSISTANT"),
+                       help="chat role strings, e.g. --roles User Assistant for Janus-1.3B "
+                            "(default: <|User|> <|Assistant|> when the tokenizer has them, else User Assistant)")
+        if vae:
+            g.add_argument("--vae", default=None, metavar="FOLDER_OR_HUB_ID",
+                           help="JanusFlow only: the SDXL VAE that decodes its latents, e.g. stabilityai/sdxl-vae "
+                                "(needed to generate images)")
 
     def subparser(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=_HelpFormatter)
 
     u = subparser("understand", "answer a question about one or more images (or none)")
     model_args(u)
     u.add_argument("--image", action="append", metavar="FILE", help="image file; repeat for several images")
     u.add_argument("--question", required=True, help="the question to ask")
-    u.add_argument("--max-new-tokens", type=int, default=512, help="most tokens to generate")
+    u.add_argument("--max-new-tokens", type=_int_at_least(1), default=512, help="most tokens to generate")
     u.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     u.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
     u.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (with --sample)")
     u.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (with --sample)")
-    u.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    u.add_argument("--seed", type=_seed, default=None, help="random seed for sampling")
     u.add_argument("--system-prompt", default=None, help="replace the default system prompt")
     u.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                    help="print the answer as it is generated")
     u.set_defaults(func=_cmd_understand)
 
     g = subparser("generate", "generate images from a text prompt")
-    model_args(g)
+    model_args(g, vae=True)
     g.add_argument("--prompt", required=True, help="the image description")
-    g.add_argument("--out", default="janus.png", help="output file; with several images _0, _1, ... are added")
-    g.add_argument("--num-images", type=int, default=1, help="images to generate")
-    g.add_argument("--cfg-weight", type=float, default=5.0, help="classifier-free guidance weight")
-    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = argmax)")
-    g.add_argument("--top-k", type=int, default=None, help="keep the k most likely image tokens")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus threshold for image tokens")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
-    g.add_argument("--tokens-out", default=None, metavar="FILE.npy", help="also save the VQ image tokens")
+    g.add_argument("--out", default="janus.png", metavar="FILE_OR_FOLDER",
+                   help="output image (.png, .jpg, .webp, ...) or an existing folder; with several "
+                        "images _0, _1, ... are added")
+    g.add_argument("--num-images", type=_int_at_least(1), default=1, help="images to generate")
+    g.add_argument("--cfg-weight", type=float, default=None,
+                   help="classifier-free guidance weight (default: 5.0; JanusFlow: 2.0)")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="Janus-Pro: sampling temperature, 0 = argmax (default: 1.0)")
+    g.add_argument("--top-k", type=int, default=None, help="Janus-Pro: keep the k most likely image tokens")
+    g.add_argument("--top-p", type=float, default=None, help="Janus-Pro: nucleus threshold for image tokens")
+    g.add_argument("--num-steps", type=_int_at_least(1), default=None,
+                   help="JanusFlow: Euler steps of the rectified flow (default: 30)")
+    g.add_argument("--seed", type=_seed, default=None, help="random seed (default: a fresh one, printed)")
+    g.add_argument("--tokens-out", default=None, metavar="FILE.npy",
+                   help="also save the VQ image tokens (JanusFlow: the final latents)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)
 
     d = subparser("demo", "generate an image from a prompt, save it, then have the model describe it")
-    model_args(d)
+    model_args(d, vae=True)
     d.add_argument("--prompt", default="a red cat sitting on a wooden table", help="the image description")
-    d.add_argument("--out", default="janus-demo.png", help="where to save the image")
-    d.add_argument("--seed", type=int, default=0, help="random seed for the image")
-    d.add_argument("--max-new-tokens", type=int, default=64, help="most tokens in the description")
+    d.add_argument("--out", default="janus-demo.png", metavar="FILE_OR_FOLDER",
+                   help="where to save the image (a file, or an existing folder)")
+    d.add_argument("--seed", type=_seed, default=0, help="random seed for the image")
+    d.add_argument("--max-new-tokens", type=_int_at_least(1), default=64, help="most tokens in the description")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
 
     i = subparser("info", "print janus-rs's version, CUDA availability and, with --model, the model's facts")
-    model_args(i, required=False)
+    model_args(i, required=False, vae=True)
     i.set_defaults(func=_cmd_info)
     return p
+
+
+def _error(message: str) -> None:
+    lines = [line for line in str(message).strip().splitlines() if line.strip()] or ["(no message)"]
+    print(f"janus-rs: error: {flag_names(lines[0])}", file=sys.stderr)
+    for line in lines[1:]:  # a multi-line message (e.g. the hub's "run: hf download ...") stays whole
+        print(f"  {flag_names(line)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,15 +452,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status: int = args.func(args)
         return status
-    except (JanusError, FileNotFoundError) as e:
-        print(f"janus-rs: error: {e}", file=sys.stderr)
-        return 1
+    except CliError as e:
+        _error(str(e))
+        return e.status
     except KeyboardInterrupt:
         print("\njanus-rs: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`janus-rs understand ... | head -c 20`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (JanusError, OSError) as e:  # bad files, parameters, devices; disk full, permissions
+        if isinstance(e, OSError) and not isinstance(e, JanusError) and e.filename is not None:
+            _error(f"{e.filename}: {e.strerror or e}")
+        else:
+            _error(str(e))
+        return 1
+    except Exception as e:  # a bug, not a user error: still one line unless JANUS_RS_DEBUG is set
+        if os.environ.get("JANUS_RS_DEBUG"):
+            raise
+        _error(f"unexpected {type(e).__name__}: {e} (please report it; JANUS_RS_DEBUG=1 shows the traceback)")
         return 1
 
 
