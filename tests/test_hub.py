@@ -160,6 +160,16 @@ def test_not_a_folder_nor_a_hub_id(tmp_path):
         JanusPro.from_pretrained(tmp_path / "a" / "b" / "c")
 
 
+@pytest.mark.parametrize(
+    "name,repo",
+    [("Janus-Pro-7B", "deepseek-ai/Janus-Pro-7B"), ("janusflow-1.3b", "deepseek-ai/JanusFlow-1.3B")],
+)
+def test_a_bare_official_name_suggests_the_hub_id(name, repo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotFoundError, match=f"did you mean {repo}\\?"):
+        JanusPro.from_pretrained(name)
+
+
 def test_revision_with_a_local_folder_is_refused():
     with pytest.raises(InputError, match="revision= applies to hub ids"):
         JanusPro.from_pretrained(TINY, revision="main")

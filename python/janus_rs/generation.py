@@ -71,14 +71,21 @@ def progress_hook(
     if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+        # The bar appears with the first step, so a call refused before any work shows none.
+        bars: list[Any] = []
         last = [0]
 
         def on_step(done: int) -> None:
-            bar.update(done - last[0])
+            if not bars:
+                bars.append(tqdm(total=total, desc=desc, unit=unit, leave=False))
+            bars[0].update(done - last[0])
             last[0] = done
 
-        return on_step, bar.close
+        def close() -> None:
+            if bars:
+                bars[0].close()
+
+        return on_step, close
     if callable(progress):
         return (lambda done: progress(done, total)), lambda: None
     raise InputTypeError(f"progress must be True, False or a callable, got {type(progress).__name__}")

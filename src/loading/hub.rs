@@ -63,6 +63,25 @@ pub struct HubOptions {
     pub progress: bool,
 }
 
+/// "; did you mean deepseek-ai/NAME?" when `name` is an official model's bare name.
+fn official_repo_hint(name: &str) -> String {
+    const OFFICIAL: [&str; 5] = [
+        "Janus-Pro-1B",
+        "Janus-Pro-7B",
+        "Janus-1.3B",
+        "JanusFlow-1.3B",
+        "sdxl-vae",
+    ];
+    match OFFICIAL
+        .iter()
+        .find(|m| m.eq_ignore_ascii_case(name.trim()))
+    {
+        Some(&"sdxl-vae") => "; did you mean stabilityai/sdxl-vae?".into(),
+        Some(m) => format!("; did you mean deepseek-ai/{m}?"),
+        None => String::new(),
+    }
+}
+
 /// A local folder as it is, or a hub id resolved to a folder of the HF cache.
 pub fn resolve(name_or_path: &str, files: &RepoFiles, opts: &HubOptions) -> Result<PathBuf> {
     let path = Path::new(name_or_path);
@@ -76,9 +95,10 @@ pub fn resolve(name_or_path: &str, files: &RepoFiles, opts: &HubOptions) -> Resu
     }
     if !is_repo_id(name_or_path) {
         return Err(Error::Unavailable(format!(
-            "{} not found: {} (nor is it a Hugging Face hub id of the form owner/name)",
+            "{} not found: {} (nor is it a Hugging Face hub id of the form owner/name{})",
             files.what,
-            path.display()
+            path.display(),
+            official_repo_hint(name_or_path)
         )));
     }
     let cache_dir = opts.cache_dir.clone().unwrap_or_else(hub_cache_dir);
