@@ -103,6 +103,7 @@ pub fn generate_image_tokens(
     device: &Device,
     on_step: &mut OnStep,
 ) -> Result<Vec<Vec<u32>>> {
+    let mode = DecodeMode::from_env()?;
     let (rows, pads) = cfg_rows(prompts, params.num_images, pad)?;
     let n_rows = rows.len();
     let n_images = n_rows / 2;
@@ -123,16 +124,18 @@ pub fn generate_image_tokens(
         llm.forward_embeds(&llm.embed(&ids)?, &mut cache, Some(&pads))?
     };
     let mut draw = Draw::new(device, params, n_images, num_tokens)?;
-    let first = {
+    // The tokens of `step` from the hidden states of the last position.
+    let sample = |hidden: &Tensor, step: usize, draw: &mut Draw| -> Result<Tensor> {
         let _t = crate::profile::stage("gen_head + sample", device);
         let t = hidden.dim(1)?;
         let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
         let guided = guided_logits(&head.logits(&last)?, n_images, params.cfg_weight)?;
-        draw.tokens(&guided, 0)?
+        draw.tokens(&guided, step)
     };
+    let first = sample(&hidden, 0, &mut draw)?;
     on_step(1, num_tokens)?;
     if num_tokens > 1 {
-        match DecodeMode::from_env()? {
+        match mode {
             DecodeMode::Eager => {
                 let mut tokens = first;
                 for step in 1..num_tokens {
@@ -141,13 +144,7 @@ pub fn generate_image_tokens(
                         let both = tokens.unsqueeze(1)?.repeat((1, 2))?.reshape((n_rows, 1))?;
                         llm.forward_embeds(&head.embed(&both)?, &mut cache, Some(&pads))?
                     };
-                    tokens = {
-                        let _t = crate::profile::stage("gen_head + sample", device);
-                        let last = hidden.squeeze(1)?;
-                        let guided =
-                            guided_logits(&head.logits(&last)?, n_images, params.cfg_weight)?;
-                        draw.tokens(&guided, step)?
-                    };
+                    tokens = sample(&hidden, step, &mut draw)?;
                     on_step(step + 1, num_tokens)?;
                 }
             }
