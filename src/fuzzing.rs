@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
+use crate::loading::VaeConfig;
 use crate::loading::{
     pickle_guard, Checkpoint, ImageProcessorConfig, JanusConfig, JanusFlowConfig, ProcessorConfig,
 };
-use crate::models::sdxl_vae::VaeConfig;
 use crate::preprocess::image::{ImageProcessor, RgbImage};
 
 /// The config parsers: `config.json` (Janus-Pro in both layouts, JanusFlow), the diffusers

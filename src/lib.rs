@@ -1,15 +1,26 @@
 //! janus-rs: DeepSeek's Janus family in Rust with candle.
 //!
-//! The crate follows the pipeline: [`loading`] (configs, weights) → [`preprocess`] (images,
-//! chat template, tokenizer) → [`models`] (SigLIP, projectors, LLM) → [`generation`]
-//! (sampler, decoding loops) → `python` (the pyo3 bindings, behind the `python` feature).
+//! The folders follow the pipeline, and imports only point down it (checked by
+//! `scripts/check_layers.py`):
+//!
+//! - [`loading`]: configs (both checkpoint layouts, JanusFlow, the SDXL VAE), weight files, hub;
+//! - [`kernels`]: CPU compute (GEMM, convolutions, GroupNorm, attention, `Linear`);
+//! - [`models`]: architectures only (LLaMA + KV cache, SigLIP, projectors, VQ, U-ViT, VAE);
+//! - [`preprocess`]: images, the chat template, the tokenizer;
+//! - [`generation`]: the sampler and the loops (text, CFG image tokens, rectified flow);
+//! - [`pipelines`]: the assembled [`JanusPro`] and [`JanusFlow`];
+//! - `python`: the pyo3 bindings (behind the `python` feature).
+//!
+//! [`error`], [`profile`] and [`device`] sit under all of them.
 
 pub mod device;
 pub mod error;
 pub mod fuzzing;
 pub mod generation;
+pub mod kernels;
 pub mod loading;
 pub mod models;
+pub mod pipelines;
 pub mod preprocess;
 pub mod profile;
 
@@ -17,4 +28,4 @@ pub mod profile;
 mod python;
 
 pub use error::{Error, Result};
-pub use models::{JanusPro, LoadOptions};
+pub use pipelines::{FlowLoadOptions, JanusFlow, JanusPro, LoadOptions};

@@ -22,9 +22,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{bail_input, Error, Result};
-use crate::models::linear::Linear;
-use crate::models::llama::{causal_mask_hiding_keys, KvCache, Llama};
+use crate::kernels::linear::Linear;
+use crate::models::llama::{causal_mask_hiding_keys, Llama};
 use crate::models::uvit::{ShallowUViTDecoder, ShallowUViTEncoder};
+use crate::models::KvCache;
 
 #[derive(Debug, Clone)]
 pub struct FlowParams {
@@ -393,7 +394,7 @@ mod tests {
     #[test]
     #[ignore]
     fn timing_janusflow_step() {
-        use crate::models::linear::linear;
+        use crate::kernels::linear::linear;
         use crate::models::uvit::{UViTDecoderParams, UViTEncoderParams};
         use candle_nn::{VarBuilder, VarMap};
         use std::time::Instant;

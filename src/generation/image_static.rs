@@ -15,7 +15,8 @@ use super::image::{guided_logits, sample_rows_with_noise, DecodeMode, Draw, OnSt
 use super::ImageGenerationParams;
 use crate::error::Result;
 use crate::models::gen_head::ImageTokenHead;
-use crate::models::llama::{static_decode_mask, KvCache, Llama, StaticStep};
+use crate::models::llama::{static_decode_mask, Llama, StaticStep};
+use crate::models::KvCache;
 
 pub(super) struct StaticImageDecode<'a> {
     llm: &'a Llama,

@@ -1,9 +1,11 @@
-//! Checkpoint loading: configs and weights.
+//! Checkpoint loading: configs (both layouts, JanusFlow, the SDXL VAE), weight files, the hub
+//! cache and the pickle guard. Imports nothing above `error`.
 pub mod config;
 pub mod flow_config;
 pub mod hub;
 pub mod layout;
 pub mod pickle_guard;
+pub mod vae_config;
 pub mod weights;
 
 pub use config::{
@@ -12,4 +14,5 @@ pub use config::{
 };
 pub use flow_config::JanusFlowConfig;
 pub use layout::WeightLayout;
+pub use vae_config::VaeConfig;
 pub use weights::Checkpoint;

@@ -1,11 +1,11 @@
 //! The image-token path of Janus-Pro: `gen_embed` → `gen_aligner` feeds sampled image tokens
 //! back into the LLM, and `gen_head` turns final-norm hidden states into image-token logits.
 
-use super::activation::gelu_erf;
+use crate::kernels::activation::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 
-use super::linear::{linear, Linear};
+use crate::kernels::linear::{linear, Linear};
 
 use super::projector::MlpProjector;
 use crate::loading::JanusConfig;

@@ -1,23 +1,13 @@
-//! Model definitions: encoders, the LLM, and the assembled Janus-Pro model.
-pub mod activation;
-pub mod attention;
-pub mod conv;
-pub mod cpu_gemm;
-pub mod depthwise;
+//! Architectures only, each read like a candle-transformers model file: the LLaMA LLM and its
+//! KV cache, SigLIP, the projectors, the image-token head, the VQ tokenizer/decoder, the U-ViT
+//! encoder/decoder of JanusFlow and the SDXL VAE decoder.
 pub mod gen_head;
-pub mod group_norm;
-pub mod janus_flow;
-pub mod janus_pro;
-pub mod linear;
+pub mod kv_cache;
 pub mod llama;
-pub mod masks;
-pub mod multimodal;
 pub mod projector;
 pub mod sdxl_vae;
 pub mod siglip;
 pub mod uvit;
 pub mod vq;
-pub mod winograd;
 
-pub use janus_flow::{FlowLoadOptions, JanusFlow};
-pub use janus_pro::{JanusPro, LoadOptions};
+pub use kv_cache::KvCache;

@@ -1,10 +1,10 @@
 //! The Janus projectors (`aligner`, `gen_aligner`).
 
-use super::activation::gelu_erf;
+use crate::kernels::activation::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, Linear};
+use crate::kernels::linear::{linear, Linear};
 
 /// `MlpProjector` with `projector_type="mlp_gelu"`: Linear, then (GELU, Linear) × (depth − 1).
 /// Keys `layers.0`, `layers.2`, ... (the GELUs at odd indices have no parameters).

@@ -6,10 +6,10 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, Conv2dConfig, LayerNorm, VarBuilder};
 
-use super::activation::gelu_erf;
-use super::attention::{attention, Mask};
-use super::conv::{conv2d, Conv2d};
-use super::linear::{linear, Linear};
+use crate::kernels::activation::gelu_erf;
+use crate::kernels::attention::{attention, Mask};
+use crate::kernels::conv::{conv2d, Conv2d};
+use crate::kernels::linear::{linear, Linear};
 
 use crate::loading::SiglipConfig;
 

@@ -21,17 +21,15 @@ use candle_core::{
 };
 use candle_nn::{rms_norm, Conv2dConfig, RmsNorm, VarBuilder};
 use rayon::prelude::*;
-use serde::Deserialize;
 
-use super::activation::gelu_erf;
-use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
-use super::linear::{linear, linear_no_bias, Linear};
+use crate::kernels::activation::gelu_erf;
+use crate::kernels::depthwise::{depthwise_conv2d, DepthwiseConv2d};
+use crate::kernels::linear::{linear, linear_no_bias, Linear};
 
 mod convnext;
-mod params;
 
+pub use crate::loading::flow_config::{UViTDecoderParams, UViTEncoderParams};
 pub use convnext::ConvNextBlock;
-pub use params::{UViTDecoderParams, UViTEncoderParams};
 
 fn width(block_out_channels: &[usize]) -> Result<(usize, usize)> {
     match (block_out_channels.first(), block_out_channels.last()) {
@@ -121,7 +119,7 @@ fn nhwc_to_nchw(x: &Tensor) -> Result<Tensor> {
 
 pub struct ShallowUViTEncoder {
     time_embed: TimestepEmbedding,
-    in_conv: super::conv::Conv2d,
+    in_conv: crate::kernels::conv::Conv2d,
     blocks: Vec<ConvNextBlock>,
 }
 
@@ -150,7 +148,7 @@ impl ShallowUViTEncoder {
         Ok(Self {
             time_embed: TimestepEmbedding::new(c0, p.hidden_size, p.use_bias, vb.pp("time_embed"))?,
             // The official in_conv always has a bias (it is not given `use_bias`).
-            in_conv: super::conv::conv2d(
+            in_conv: crate::kernels::conv::conv2d(
                 p.input_channels,
                 c0,
                 p.kernel_size,
@@ -303,8 +301,8 @@ impl ShallowUViTDecoder {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu_gemm::max_abs;
     use super::*;
+    use crate::kernels::gemm::max_abs;
     use candle_core::Device;
     use std::collections::HashMap;
     use std::path::PathBuf;

@@ -6,8 +6,8 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{conv2d, Conv2dConfig, VarBuilder};
 
-use super::conv::{same_conv2d, SameConv2d};
-use super::group_norm::{group_norm, GroupNorm};
+use crate::kernels::conv::{same_conv2d, SameConv2d};
+use crate::kernels::group_norm::{group_norm, GroupNorm};
 use crate::loading::VqConfig;
 
 const GROUPS: usize = 32;

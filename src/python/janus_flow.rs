@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use crate::generation::flow::FlowParams;
 use crate::generation::postprocess::to_uint8_nhwc;
 use crate::generation::{SamplingConfig, TextGenerationParams};
-use crate::models::janus_flow::SampleOptions;
-use crate::models::multimodal::Understanding;
-use crate::models::{FlowLoadOptions, JanusFlow};
+use crate::pipelines::janus_flow::SampleOptions;
+use crate::pipelines::understanding::Understanding;
+use crate::pipelines::{FlowLoadOptions, JanusFlow};
 use crate::preprocess::{ChatTemplate, Message, Role};
 
 type F32Array<'py> = Bound<'py, PyArrayDyn<f32>>;

@@ -14,7 +14,7 @@ use crate::device::{device_name, dtype_name, parse_device, parse_dtype};
 use crate::error::{Error, Result};
 use crate::generation::postprocess::to_uint8_nhwc;
 use crate::generation::{ImageGenerationParams, SamplingConfig, TextGenerationParams};
-use crate::models::multimodal::Understanding;
+use crate::pipelines::understanding::Understanding;
 use crate::preprocess::{ChatTemplate, Message, RgbImage, Role};
 use crate::{JanusPro, LoadOptions};
 

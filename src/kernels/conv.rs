@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
-use super::cpu_gemm::{gemm_f32, Strided};
+use super::gemm::{gemm_f32, Strided};
 
 pub struct SameConv2d {
     kernel: Kernel,
@@ -274,8 +274,8 @@ fn conv_one(
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu_gemm::max_abs;
     use super::*;
+    use crate::kernels::gemm::max_abs;
     use candle_core::Device;
     use candle_nn::VarMap;
 

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_gemm::{gemm_f32, Strided};
+use super::gemm::{gemm_f32, Strided};
 
 /// Which keys each query may see.
 pub enum Mask<'a> {
@@ -266,7 +266,7 @@ mod tests {
     use candle_core::{Device, IndexOp};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        super::super::cpu_gemm::max_abs(&(a - b).unwrap())
+        crate::kernels::gemm::max_abs(&(a - b).unwrap())
     }
 
     /// The fused f32 path against the generic path run in f64.

@@ -4,11 +4,11 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::llama::Llama;
-use super::siglip::SiglipVisionTower;
 use crate::error::{Error, Result};
 use crate::generation::text::{generate_text, new_token_budget, OnToken, TextGenerationParams};
 use crate::loading::{CheckpointFiles, ImageProcessorConfig, ProcessorConfig, SiglipConfig};
+use crate::models::llama::Llama;
+use crate::models::siglip::SiglipVisionTower;
 use crate::preprocess::chat::expand_image_tokens;
 use crate::preprocess::{ChatTemplate, Message, RgbImage};
 use crate::preprocess::{ImageProcessor, JanusTokenizer};

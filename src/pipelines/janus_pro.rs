@@ -6,17 +6,17 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::gen_head::ImageTokenHead;
-use super::llama::Llama;
-use super::multimodal::{
+use super::understanding::{
     check_prompt_ids, splice_rows, weights_err, Processing, Understanding, UnderstandingParts,
 };
-use super::projector::MlpProjector;
-use super::siglip::SiglipVisionTower;
-use super::vq::VqModel;
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusConfig, WeightLayout};
+use crate::models::gen_head::ImageTokenHead;
+use crate::models::llama::Llama;
+use crate::models::projector::MlpProjector;
+use crate::models::siglip::SiglipVisionTower;
+use crate::models::vq::VqModel;
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, RgbImage};
 
 #[derive(Debug, Clone)]

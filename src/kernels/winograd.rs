@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu_gemm::{gemm_f32, Strided};
+use super::gemm::{gemm_f32, Strided};
 
 /// Transformed weights, laid out [ξ][c_in][c_out], from (c_out, c_in, 3, 3) weights.
 pub fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {

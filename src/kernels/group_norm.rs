@@ -147,8 +147,8 @@ fn sum(values: impl Iterator<Item = f32>) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu_gemm::max_abs;
     use super::*;
+    use crate::kernels::gemm::max_abs;
     use candle_core::Device;
     use candle_nn::VarMap;
 

@@ -8,20 +8,20 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{rms_norm, RmsNorm, VarBuilder};
 
-use super::linear::{linear, Linear};
-use super::llama::Llama;
-use super::multimodal::{
+use super::understanding::{
     check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing, Understanding,
     UnderstandingParts,
 };
-use super::sdxl_vae::{VaeConfig, VaeDecoder};
-use super::siglip::SiglipVisionTower;
-use super::uvit::{ShallowUViTDecoder, ShallowUViTEncoder};
 use crate::error::{Error, Result};
 use crate::generation::flow::{
     gaussian_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep,
 };
+use crate::kernels::linear::{linear, Linear};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusFlowConfig};
+use crate::models::llama::Llama;
+use crate::models::sdxl_vae::{VaeConfig, VaeDecoder};
+use crate::models::siglip::SiglipVisionTower;
+use crate::models::uvit::{ShallowUViTDecoder, ShallowUViTEncoder};
 use crate::preprocess::{ChatTemplate, ImageProcessor, JanusTokenizer, Message, Role};
 
 mod sampling;
@@ -422,8 +422,8 @@ impl Understanding for JanusFlow {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu_gemm::max_abs;
     use super::*;
+    use crate::kernels::gemm::max_abs;
     use std::collections::HashMap;
 
     fn fixture() -> PathBuf {

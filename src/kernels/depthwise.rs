@@ -152,8 +152,8 @@ impl CustomOp1 for DepthwiseConv2d {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu_gemm::max_abs;
     use super::*;
+    use crate::kernels::gemm::max_abs;
     use candle_core::Device;
     use candle_nn::VarMap;
 

@@ -48,7 +48,7 @@ mod tests {
     use candle_core::Device;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        super::super::cpu_gemm::max_abs(&(a - b).unwrap())
+        crate::kernels::gemm::max_abs(&(a - b).unwrap())
     }
 
     #[test]

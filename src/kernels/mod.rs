@@ -1,0 +1,13 @@
+//! CPU compute kernels the models are written in: the f32 GEMM entry point, "same" and
+//! Winograd convolutions, depthwise convolution, fused GroupNorm, attention and its masks,
+//! activations, and the `Linear` layer that dispatches to them. On other devices each falls
+//! back to candle's ops.
+pub mod activation;
+pub mod attention;
+pub mod conv;
+pub mod depthwise;
+pub mod gemm;
+pub mod group_norm;
+pub mod linear;
+pub mod masks;
+pub mod winograd;
