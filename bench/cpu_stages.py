@@ -48,13 +48,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON (for bench/cpu.py)")
     args = ap.parse_args()
 
     rows = []
     t = time.perf_counter()
-    m = JanusPro.from_pretrained(args.model, dtype=args.dtype)
+    m = JanusPro.from_pretrained(args.model, dtype=args.dtype, quantize=args.quantize)
     rows.append(("load", time.perf_counter() - t))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)
@@ -77,10 +78,12 @@ def main() -> None:
     if args.json:
         import json
 
-        print(json.dumps({"name": f"janus-rs {janus_rs.__version__} ({m.dtype})", "rows": rows + [("peak RSS (GB)", rss)]}))
+        label = m.dtype + (f", {m.quantize}" if m.quantize else "")
+        print(json.dumps({"name": f"janus-rs {janus_rs.__version__} ({label})", "rows": rows + [("peak RSS (GB)", rss)]}))
         return
 
-    print(f"janus-rs, {args.model}, dtype {m.dtype}, {m.num_parameters / 1e9:.2f} G parameters")
+    print(f"janus-rs, {args.model}, dtype {m.dtype}, quantize {m.quantize}, "
+          f"{m.num_parameters / 1e9:.2f} G parameters")
     print(f"| {'stage':<48} | {'seconds':>8} |")
     print(f"|{'-' * 50}|{'-' * 10}|")
     for name, sec in rows:

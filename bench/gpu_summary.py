@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-PHASES = ["env", "install", "pytest", "ours_1b", "decode_modes", "anchors", "reference_1b", "ours_7b", "summary"]
+PHASES = ["env", "install", "pytest", "ours_1b", "decode_modes", "quantize", "anchors", "reference_1b", "ours_7b",
+          "summary"]
 
 # Bytes one decode step must read (design note §1.7): the weights it touches once per step
 # (LLM + gen head + gen embed/aligner, bf16) plus the KV cache read at the average length.
@@ -354,6 +355,20 @@ def render(outdir: Path) -> str:
                     f"tokens vs {r['vs']}: identical {r['identical']}, equal {r['fraction_equal']}, first difference "
                     f"at step {r['first_difference_step']}" if r["event"] == "agreement" else f"error: {r['error'][:200]}")
                     + " | | | | | | | |")
+        md.append("")
+
+    quant = phases.get("quantize", {}).get("quantize") or []
+    if isinstance(quant, list) and quant:
+        md += ["## quantize= (bench/gpu_quantize.py), one process per format", "",
+               "| format | load s | CFG step ms | text step ms | GPU memory GiB (model) | LLM matrices | greedy tokens = unquantized (first 64) | first divergence |",
+               "|---|---:|---:|---:|---:|---|---:|---:|"]
+        for r in quant:
+            if "error" in r or "skipped" in r:
+                md.append(f"| {r.get('format')} | {str(r.get('error') or r.get('skipped'))[:200]} | | | | | | |")
+                continue
+            md.append(f"| {r['format']} | {fmt(r.get('load_s'))} | {fmt(r.get('cfg_step_ms'))} | "
+                      f"{fmt(r.get('text_step_ms'))} | {fmt(r.get('gpu_memory_model_gib'))} | {r.get('weight_formats')} | "
+                      f"{fmt(r.get('greedy_agree_first64'))} | {fmt(r.get('greedy_first_divergence'))} |")
         md.append("")
 
     inst = phases.get("install", {})

@@ -22,6 +22,8 @@
 #   decode_modes  bench/gpu_decode_modes.py on the same checkpoint: JANUS_RS_DECODE=eager|static|graph at 1
 #                 and 16 images, s/call, ms/step, CUDA driver + cuBLAS calls per step (bench/cuda_call_counter.c
 #                 preloaded), token agreement between modes
+#   quantize      bench/gpu_quantize.py on the same checkpoint: quantize=none|q8_0|q4_k, load time, GPU memory,
+#                 CFG and text step, greedy-token agreement with the unquantized model
 #   anchors       (after the janus-rs phases: they matter more when time runs short)
 #   reference_1b  the transformers port on the same checkpoint (only with > 120 s left)
 #   ours_7b       random Janus-Pro-7B, 1 image (only with > 200 s left)
@@ -79,6 +81,7 @@ if [[ $MODE == cuda ]]; then
   DEV=cuda TAG=1b RESERVE=${RESERVE:-8} SIZES_BIG=16 NEW_TOKENS=256 REF_TOKENS=128 PROFILE_TOKENS=32
   B_ENV=${B_ENV:-30} B_INSTALL=${B_INSTALL:-90} B_ANCHORS=${B_ANCHORS:-45} B_PYTEST=${B_PYTEST:-100}
   B_OURS=${B_OURS:-160} B_MODES=${B_MODES:-110} B_REF=${B_REF:-150} B_7B=${B_7B:-240}
+  B_QUANT=${B_QUANT:-150} NEED_QUANT=${NEED_QUANT:-60}
   NEED_REF=${NEED_REF:-120} NEED_7B=${NEED_7B:-200} NEED_OURS=50 NEED_MODES=40
   # within ours_1b: seconds kept back from the main run for the per-thread and the profile runs
   KEEP_PT=30 KEEP_PROF=30 CAP_MAIN=80 CAP_PT=35
@@ -86,6 +89,7 @@ else
   DEV=cpu TAG=tiny RESERVE=${RESERVE:-3} SIZES_BIG=2 NEW_TOKENS=16 REF_TOKENS=8 PROFILE_TOKENS=8
   B_ENV=${B_ENV:-20} B_INSTALL=${B_INSTALL:-30} B_ANCHORS=${B_ANCHORS:-25} B_PYTEST=${B_PYTEST:-45}
   B_OURS=${B_OURS:-45} B_MODES=${B_MODES:-20} B_REF=${B_REF:-40} B_7B=0
+  B_QUANT=${B_QUANT:-40} NEED_QUANT=${NEED_QUANT:-8}
   NEED_REF=${NEED_REF:-12} NEED_7B=0 NEED_OURS=11 NEED_MODES=6
   KEEP_PT=12 KEEP_PROF=6 CAP_MAIN=30 CAP_PT=10
 fi
@@ -560,6 +564,24 @@ ph_decode_modes() {
   return "$rc"
 }
 
+ph_quantize() {
+  local model_dir formats=(none q8_0 q4_k)
+  if [[ $MODE == cuda ]]; then
+    make_checkpoint Janus-Pro-1B "$CKPT_1B" 120 || return 1
+    model_dir=$CKPT_1B
+  else
+    model_dir=$TINY formats=(none q8_0)
+  fi
+  rm -f "$WORK/quant.jsonl"
+  run_to 0 "$PY" bench/gpu_quantize.py "$model_dir" "$WORK/quant.jsonl" --device "$DEV" \
+    --formats "${formats[@]}" --deadline $(( $(pleft) > 10 ? $(pleft) - 6 : 4 )) >&2
+  local rc=$?
+  "$PY" -c 'import json, sys; json.dump([json.loads(l) for l in open(sys.argv[1]) if l.strip()], open(sys.argv[2], "w"))' \
+    "$WORK/quant.jsonl" "$WORK/quant.json" 2>/dev/null && putj quantize "$WORK/quant.json"
+  grep -q '"error"' "$WORK/quant.jsonl" 2>/dev/null && fail "a quantized format failed (see quantize in results.jsonl)"
+  return "$rc"
+}
+
 ph_reference_1b() {
   local args_model
   if [[ $MODE == cuda ]]; then
@@ -589,6 +611,7 @@ skip_torch=""
 phase pytest "$B_PYTEST" $(( RESERVE + 20 )) ph_pytest
 phase ours_1b "$B_OURS" "$NEED_OURS" ph_ours_1b
 phase decode_modes "$B_MODES" "$NEED_MODES" ph_decode_modes
+phase quantize "$B_QUANT" "$NEED_QUANT" ph_quantize
 phase anchors "$B_ANCHORS" $(( RESERVE + 15 )) ph_anchors "$skip_torch"
 
 skip_ref=$skip_torch

@@ -57,12 +57,21 @@ CUDA_SKIP_REASON = _cuda_skip_reason()
 requires_cuda = pytest.mark.skipif(CUDA_SKIP_REASON is not None, reason=CUDA_SKIP_REASON or "")
 # Parity tests run on every device present; float32 on CUDA must meet the CPU tolerances.
 PARITY_DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
-# (device, checkpoint folder): both checkpoint layouts must give the reference outputs.
+# (device, checkpoint folder, dtype): both checkpoint layouts must give the reference outputs,
+# and so must bf16 weight storage on CPU (f32 compute; the tiny checkpoint's weights are bf16,
+# like the official ones, so storing them in bf16 changes nothing but summation order).
 PARITY_CASES = [
-    pytest.param(("cpu", TINY), id="cpu-official"),
-    pytest.param(("cpu", TINY_HF), id="cpu-transformers"),
-    pytest.param(("cuda", TINY), id="cuda-official", marks=requires_cuda),
-    pytest.param(("cuda", TINY_HF), id="cuda-transformers", marks=requires_cuda),
+    pytest.param(("cpu", TINY, "float32"), id="cpu-official"),
+    pytest.param(("cpu", TINY_HF, "float32"), id="cpu-transformers"),
+    pytest.param(("cpu", TINY, "bfloat16"), id="cpu-official-bf16-weights"),
+    pytest.param(("cuda", TINY, "float32"), id="cuda-official", marks=requires_cuda),
+    pytest.param(("cuda", TINY_HF, "float32"), id="cuda-transformers", marks=requires_cuda),
+]
+# (device, dtype) for JanusFlow's parity suite.
+FLOW_PARITY_CASES = [
+    pytest.param(("cpu", "float32"), id="cpu"),
+    pytest.param(("cpu", "bfloat16"), id="cpu-bf16-weights"),
+    pytest.param(("cuda", "float32"), id="cuda", marks=requires_cuda),
 ]
 
 

@@ -14,11 +14,11 @@ TOL = 1e-4
 @pytest.fixture(scope="module", params=PARITY_CASES)
 def model(request):
     """The tiny checkpoint, in both layouts, in float32 on each available device (CUDA skipped
-    without a GPU)."""
+    without a GPU), and with bf16-stored weights on CPU (f32 compute, same tolerances)."""
     from janus_rs import JanusPro
 
-    device, folder = request.param
-    return JanusPro.from_pretrained(folder, device=device, dtype="float32")
+    device, folder, dtype = request.param
+    return JanusPro.from_pretrained(folder, device=device, dtype=dtype)
 
 
 def test_generation_prompt_and_cfg_rows(model, ref, ref_json):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ["env", "install", "pytest", "ours_1b", "decode_modes", "anchors", "reference_1b", "ours_7b", "summary"]
+PHASES = ["env", "install", "pytest", "ours_1b", "decode_modes", "quantize", "anchors", "reference_1b", "ours_7b",
+          "summary"]
 RETURNED = {"results.jsonl", "summary.md", "env.txt", "pytest.txt", "anchors.json", "profile.txt", "bench.json",
             "log.txt"}
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -53,13 +54,17 @@ def test_every_phase_leaves_one_json_line(cpu_run):
     out, rc, log = cpu_run
     assert rc == 0, log[-3000:]
     p = phases(out)
-    for name in ("env", "install", "pytest", "ours_1b", "decode_modes", "summary"):
+    for name in ("env", "install", "pytest", "ours_1b", "decode_modes", "quantize", "summary"):
         assert p[name]["status"] == "ok", (name, p[name], log[-3000:])
     modes = p["decode_modes"]["decode_modes"]
     timed = {(r["images"], r["mode"]) for r in modes if r["event"] == "timing"}
     assert timed == {(n, m) for n in (1, 2) for m in ("eager", "static", "graph")}, modes
     agree = [r for r in modes if r["event"] == "agreement"]
     assert len(agree) == 4 and all(r["identical"] for r in agree), agree
+    quant = {r["format"]: r for r in p["quantize"]["quantize"]}
+    assert set(quant) == {"none", "q8_0"}, quant
+    assert quant["q8_0"]["weight_formats"] == {"q8_0": 13, "float32": 2}
+    assert quant["q8_0"]["cfg_step_ms"] > 0 and 0 <= quant["q8_0"]["greedy_agree_first64"] <= 16
     if not HAVE_TORCH:  # the torch phases are skipped, saying why
         for name in ("anchors", "reference_1b"):
             assert p[name]["status"] == "skipped" and not p[name]["ok"], p[name]

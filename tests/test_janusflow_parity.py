@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import FIXTURES, PARITY_DEVICES, rel_err
+from conftest import FIXTURES, FLOW_PARITY_CASES, rel_err
 
 TINY_FLOW = FIXTURES / "tiny-janusflow"
 VAE = TINY_FLOW / "vae"
@@ -33,11 +33,13 @@ def fref_json() -> dict:
     return json.loads((TINY_FLOW / "reference.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module", params=PARITY_DEVICES)
+@pytest.fixture(scope="module", params=FLOW_PARITY_CASES)
 def flow(request):
+    """float32 on each available device, and bf16-stored weights (f32 compute) on CPU."""
     from janus_rs import JanusFlow
 
-    return JanusFlow.from_pretrained(TINY_FLOW, vae=VAE, device=request.param, dtype="float32")
+    device, dtype = request.param
+    return JanusFlow.from_pretrained(TINY_FLOW, vae=VAE, device=device, dtype=dtype)
 
 
 # ---------------------------------------------------------------- loading

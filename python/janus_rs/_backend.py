@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import json
+import logging
 import os
 import site
 import sys
@@ -143,6 +144,35 @@ def cuda_unavailable_reason() -> str | None:
     if module is None:
         return _cuda_import_error
     return None if module.cuda_device_count() > 0 else "the CUDA build loaded but the driver reports no GPU"
+
+
+QUANTIZE_FORMATS = ("q8_0", "q6_k", "q4_k")
+
+
+def check_quantize(quantize: object) -> str | None:
+    """``quantize=`` as the core takes it (lower case), or :class:`InputError`."""
+    if quantize is None:
+        return None
+    if not isinstance(quantize, str):
+        raise InputTypeError(f'quantize must be None or one of "q8_0", "q6_k", "q4_k", got {quantize!r}')
+    name = quantize.strip().lower()
+    if name not in QUANTIZE_FORMATS:
+        raise InputError(f'unsupported quantize {json.dumps(quantize)}: use None, "q8_0", "q6_k" or "q4_k"')
+    return name
+
+
+def log_weight_formats(info: dict) -> None:
+    """One log line when a quantized model keeps some LLM matrices in float (their input width is
+    not a multiple of the format's block)."""
+    quantize = info.get("quantize")
+    formats = info.get("llm_weight_formats") or {}
+    kept = {f: n for f, n in formats.items() if f != quantize}
+    if quantize and kept:
+        logging.getLogger("janus_rs").info(
+            "quantize=%s: %d of %d LLM weight matrices stay %s (input width not a multiple of the "
+            "format's block, or lm_head tied to the embeddings)",
+            quantize, sum(kept.values()), sum(formats.values()), ", ".join(sorted(kept)),
+        )
 
 
 def check_load_args(

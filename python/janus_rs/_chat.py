@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
+from . import _backend
 from .errors import InputError, InputTypeError
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
 from .streaming import stream_tokens
@@ -35,6 +36,7 @@ class ChatModel:
     def __init__(self, native: Any, name: str | None = None) -> None:
         self._native = native
         self._info = dict(native.info())
+        _backend.log_weight_formats(self._info)
         self._name = name if name is not None else os.path.basename(os.path.normpath(str(self._info["path"])))
         self._info["name"] = self._name
 
@@ -50,7 +52,16 @@ class ChatModel:
 
     @property
     def dtype(self) -> str:
+        """The dtype asked for at load (of the weight matrices; on CPU compute is float32)."""
         return self._info["dtype"]
+
+    @property
+    def quantize(self) -> str | None:
+        """The quantized format of the LLM's projections and ``lm_head``, or None."""
+        return self._info["quantize"]
+
+    def _quantize_repr(self) -> str:
+        return f", quantize={self.quantize!r}" if self.quantize else ""
 
     @property
     def num_parameters(self) -> int:

@@ -27,7 +27,11 @@ def resolve_pretrained(
 class JanusProModel:
     @staticmethod
     def load(
-        path: str | PathLike[str], device: str = "cpu", dtype: str | None = None, roles: tuple[str, str] | None = None
+        path: str | PathLike[str],
+        device: str = "cpu",
+        dtype: str | None = None,
+        roles: tuple[str, str] | None = None,
+        quantize: str | None = None,
     ) -> JanusProModel: ...
     def info(self) -> dict[str, Any]: ...
     def render_prompt(self, messages: list[tuple[str, str]], system_prompt: str) -> str: ...
@@ -89,6 +93,7 @@ class JanusFlowModel:
         roles: tuple[str, str] | None = None,
         vae: str | PathLike[str] | None = None,
         vae_dtype: str | None = None,
+        quantize: str | None = None,
     ) -> JanusFlowModel: ...
     @staticmethod
     def flow_schedule(num_steps: int) -> tuple[list[float], float]: ...

@@ -64,6 +64,7 @@ _FLAG_WHEN_SUBJECT = {
     "temperature": "--temperature",
     "seed": "--seed",
     "dtype": "--dtype",
+    "quantize": "--quantize",
     "device": "--device",
     "revision": "--revision",
     "roles": "--roles",
@@ -211,7 +212,8 @@ def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
         from .janus_flow import JanusFlow
 
         model = JanusFlow.from_pretrained(path, vae=vae, device=args.device, dtype=args.dtype,
-                                          roles=roles, local_files_only=args.offline)
+                                          quantize=getattr(args, "quantize", None), roles=roles,
+                                          local_files_only=args.offline)
     else:
         if vae is not None:
             raise CliError(f"--vae is for JanusFlow checkpoints; {args.model} is a Janus-Pro/Janus "
@@ -221,7 +223,8 @@ def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
                            "checkpoint (it samples a fixed number of image tokens): drop --num-steps", status=2)
         from .janus_pro import JanusPro
 
-        model = JanusPro.from_pretrained(path, device=args.device, dtype=args.dtype, roles=roles)
+        model = JanusPro.from_pretrained(path, device=args.device, dtype=args.dtype,
+                                         quantize=getattr(args, "quantize", None), roles=roles)
     if os.path.normpath(path) != os.path.normpath(args.model):  # a hub id: show it, not the cache folder
         model._name = args.model
         model._info["name"] = args.model
@@ -375,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--offline", action="store_true", help="use only the local HF cache (like HF_HUB_OFFLINE=1)")
         g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                       help="weights dtype (default: float32 on CPU, bfloat16 on CUDA)")
+                       help="weights dtype (default: float32 on CPU, bfloat16 on CUDA; on CPU bfloat16 "
+                            "keeps the weights in bf16 and computes in float32)")
+        g.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"],
+                       help="keep the LLM's projections and lm_head block-quantized (less memory, "
+                            "faster CPU decoding, approximate: see the README)")
         g.add_argument("--roles", nargs=2, default=None, metavar=("USER", "ASSISTANT"),
                        help="chat role strings, e.g. --roles User Assistant for Janus-1.3B "
                             "(default: <|User|> <|Assistant|> when the tokenizer has them, else User Assistant)")

@@ -51,6 +51,7 @@ class JanusFlow(ChatModel):
         device: str = "cpu",
         dtype: str | None = None,
         vae_dtype: str | None = None,
+        quantize: str | None = None,
         roles: tuple[str, str] | None = None,
         local_files_only: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -76,7 +77,12 @@ class JanusFlow(ChatModel):
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
             dtype: the model's dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``None`` /
                 ``"auto"`` (float32 on CPU, bfloat16 on CUDA); the short names of
-                :meth:`JanusPro.from_pretrained` are accepted too.
+                :meth:`JanusPro.from_pretrained` are accepted too. On CPU ``"bfloat16"`` keeps
+                the LLM's and SigLIP's weight matrices in bf16 and computes in float32
+                (``info["compute_dtype"]``).
+            quantize: ``None`` (default), ``"q8_0"``, ``"q6_k"`` or ``"q4_k"``: the LLM's
+                projections and ``lm_head`` block-quantized, as in
+                :meth:`JanusPro.from_pretrained`.
             vae_dtype: the VAE's dtype: ``None`` or ``"auto"`` (float32 on CPU; on CUDA the
                 model's dtype, bfloat16 if that is float16), ``"float32"``, or ``"bfloat16"`` (CUDA only).
                 ``"float16"`` is refused: the SDXL VAE overflows in it (NaN images).
@@ -94,6 +100,7 @@ class JanusFlow(ChatModel):
                 or ``dtype``, or an argument of the wrong type (checked before anything loads).
             DeviceError: the device is not available.
         """
+        quantize = _backend.check_quantize(quantize)
         name, roles = _backend.check_load_args(
             name_or_path, device=device, dtypes={"dtype": dtype, "vae_dtype": vae_dtype}, roles=roles,
             strings={"revision": revision, "vae_revision": vae_revision, "token": token},
@@ -116,7 +123,8 @@ class JanusFlow(ChatModel):
                 cache_dir=cache, token=token, progress=bool(progress), kind="diffusers_vae",
             )
         native = _backend.module_for(device).JanusFlowModel.load(
-            path, device=device, dtype=dtype, roles=roles, vae=vae_path, vae_dtype=vae_dtype
+            path, device=device, dtype=dtype, roles=roles, vae=vae_path, vae_dtype=vae_dtype,
+            quantize=quantize,
         )
         display = name if os.path.normpath(path) != os.path.normpath(name) else None
         return cls(native, name=display)
@@ -126,8 +134,8 @@ class JanusFlow(ChatModel):
         vae = self._info["vae_path"]
         vae_part = "None" if vae is None else f"{os.path.basename(os.path.normpath(vae))!r} ({self._info['vae_dtype']})"
         return (
-            f"JanusFlow(name={self._name!r}, device={self.device!r}, dtype={self.dtype!r}, "
-            f"parameters={self.num_parameters / 1e6:.1f}M, vae={vae_part})"
+            f"JanusFlow(name={self._name!r}, device={self.device!r}, dtype={self.dtype!r}"
+            f"{self._quantize_repr()}, parameters={self.num_parameters / 1e6:.1f}M, vae={vae_part})"
         )
 
     @property

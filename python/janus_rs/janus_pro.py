@@ -46,6 +46,7 @@ class JanusPro(ChatModel):
         revision: str | None = None,
         device: str = "cpu",
         dtype: str | None = None,
+        quantize: str | None = None,
         roles: tuple[str, str] | None = None,
         local_files_only: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -70,7 +71,10 @@ class JanusPro(ChatModel):
             revision: branch, tag or commit of a hub id (default ``"main"``).
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``None`` / ``"auto"``
-                (float32 on CPU, bfloat16 on CUDA). Also accepted: ``"f32"``, ``"fp32"``,
+                (float32 on CPU, bfloat16 on CUDA). On CPU ``"bfloat16"`` keeps the weight
+                matrices in bf16 (half the memory; exact for the official bf16 checkpoints) and
+                computes in float32, so results match float32 to rounding
+                (``info["compute_dtype"]``). Also accepted: ``"f32"``, ``"fp32"``,
                 ``"bf16"``, ``"f16"``, ``"fp16"``, ``"half"``; any case.
             roles: the chat role strings ``(user, assistant)``. Default: ``("<|User|>",
                 "<|Assistant|>")`` when the tokenizer has those tokens (Janus-Pro), else
@@ -89,6 +93,7 @@ class JanusPro(ChatModel):
                 ``dtype``, or an argument of the wrong type; checked before anything is loaded.
             DeviceError: the device is not available.
         """
+        quantize = _backend.check_quantize(quantize)
         name, roles = _backend.check_load_args(
             name_or_path, device=device, dtypes={"dtype": dtype}, roles=roles,
             strings={"revision": revision, "token": token},
@@ -101,14 +106,17 @@ class JanusPro(ChatModel):
             token=token,
             progress=bool(progress),
         )
-        native = _backend.module_for(device).JanusProModel.load(path, device=device, dtype=dtype, roles=roles)
+        native = _backend.module_for(device).JanusProModel.load(
+            path, device=device, dtype=dtype, roles=roles, quantize=quantize
+        )
         display = name if os.path.normpath(path) != os.path.normpath(name) else None
         return cls(native, name=display)
 
     def __repr__(self) -> str:
         return (
-            f"JanusPro(name={self._name!r}, device={self.device!r}, dtype={self.dtype!r}, "
-            f"parameters={self.num_parameters / 1e6:.1f}M, layout={self._info['layout']!r})"
+            f"JanusPro(name={self._name!r}, device={self.device!r}, dtype={self.dtype!r}"
+            f"{self._quantize_repr()}, parameters={self.num_parameters / 1e6:.1f}M, "
+            f"layout={self._info['layout']!r})"
         )
 
     # ------------------------------------------------------------------ text-to-image

@@ -419,7 +419,7 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let s = Instant::now();
-        let llm = Llama::new(&lang, vb.pp("language_model")).unwrap();
+        let llm = Llama::new(&lang, vb.pp("language_model"), Default::default()).unwrap();
         let enc = ShallowUViTEncoder::new(&enc_p, vb.pp("vision_gen_enc_model")).unwrap();
         let dec = ShallowUViTDecoder::new(&dec_p, vb.pp("vision_gen_dec_model")).unwrap();
         let enc_aligner = linear(768, 2048, vb.pp("vision_gen_enc_aligner")).unwrap();

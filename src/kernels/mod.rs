@@ -1,9 +1,10 @@
-//! CPU compute kernels the models are written in: the f32 GEMM entry point, "same" and
-//! Winograd convolutions, depthwise convolution, fused GroupNorm, attention and its masks,
-//! activations, and the `Linear` layer that dispatches to them. On other devices each falls
-//! back to candle's ops.
+//! CPU compute kernels the models are written in: the f32 GEMM entry point, products with
+//! bf16-stored weights, "same" and Winograd convolutions, depthwise convolution, fused
+//! GroupNorm, attention and its masks, activations, and the `Linear` layer that dispatches to
+//! them. On other devices each falls back to candle's ops.
 pub mod activation;
 pub mod attention;
+pub mod bf16_matmul;
 pub mod conv;
 pub mod depthwise;
 pub mod gemm;

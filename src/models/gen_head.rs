@@ -5,7 +5,7 @@ use crate::kernels::activation::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 
-use crate::kernels::linear::{linear, Linear};
+use crate::kernels::linear::{linear_stored, Linear, WeightStorage};
 
 use super::projector::MlpProjector;
 use crate::loading::JanusConfig;
@@ -19,8 +19,9 @@ pub struct ImageTokenHead {
 }
 
 impl ImageTokenHead {
-    /// `vb` is the checkpoint root (keys `gen_embed.*`, `gen_aligner.*`, `gen_head.*`).
-    pub fn new(cfg: &JanusConfig, vb: &VarBuilder) -> Result<Self> {
+    /// `vb` is the checkpoint root (keys `gen_embed.*`, `gen_aligner.*`, `gen_head.*`);
+    /// `storage` says how the weight matrices of `gen_aligner` and `gen_head` are kept.
+    pub fn new(cfg: &JanusConfig, vb: &VarBuilder, storage: WeightStorage) -> Result<Self> {
         let q = &cfg.gen_vision;
         let a = &cfg.gen_aligner;
         let h = &cfg.gen_head;
@@ -28,16 +29,26 @@ impl ImageTokenHead {
         let rows = cfg.gen_head.image_token_size;
         Ok(Self {
             gen_embed: embedding(rows, q.codebook_embed_dim, vb.pp("gen_embed"))?,
-            gen_aligner: MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("gen_aligner"))?,
-            output_mlp_projector: linear(
+            gen_aligner: MlpProjector::new(
+                a.input_dim,
+                a.n_embed,
+                a.depth,
+                vb.pp("gen_aligner"),
+                storage,
+            )?,
+            output_mlp_projector: linear_stored(
                 h.n_embed,
                 h.image_token_embed,
+                true,
                 vb.pp("gen_head.output_mlp_projector"),
+                storage,
             )?,
-            vision_head: linear(
+            vision_head: linear_stored(
                 h.image_token_embed,
                 h.image_token_size,
+                true,
                 vb.pp("gen_head.vision_head"),
+                storage,
             )?,
             vocab_size: rows,
         })

@@ -5,10 +5,10 @@
 //! the caller.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
+use candle_nn::{rms_norm, Embedding, RmsNorm, VarBuilder};
 
 use crate::kernels::attention::{attention, causal_mask, Mask};
-use crate::kernels::linear::{linear_no_bias, Linear};
+use crate::kernels::linear::{linear_stored, Linear, WeightStorage};
 pub use crate::kernels::masks::{causal_mask_hiding_keys, static_decode_mask};
 use crate::kernels::masks::{pad_keys_mask, padded_causal_mask};
 
@@ -59,20 +59,21 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
-        let q = linear_no_bias(h, heads * hd, vb.pp("q_proj"))?;
-        let k = linear_no_bias(h, kv_heads * hd, vb.pp("k_proj"))?;
-        let v = linear_no_bias(h, kv_heads * hd, vb.pp("v_proj"))?;
-        let qkv = if fuse && heads == kv_heads {
+        let linear = |i, o, name| linear_stored(i, o, false, vb.pp(name), opts.storage);
+        let q = linear(h, heads * hd, "q_proj")?;
+        let k = linear(h, kv_heads * hd, "k_proj")?;
+        let v = linear(h, kv_heads * hd, "v_proj")?;
+        let qkv = if opts.fuse && heads == kv_heads {
             QkvProj::Fused(Linear::concat_outputs(&[q, k, v])?)
         } else {
             QkvProj::Separate { q, k, v }
         };
         Ok(Self {
             qkv,
-            o_proj: linear_no_bias(heads * hd, h, vb.pp("o_proj"))?,
+            o_proj: linear(heads * hd, h, "o_proj")?,
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim: hd,
@@ -185,11 +186,12 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let gate = linear_no_bias(h, i, vb.pp("gate_proj"))?;
-        let up = linear_no_bias(h, i, vb.pp("up_proj"))?;
-        let gate_up = if fuse {
+        let linear = |i, o, name| linear_stored(i, o, false, vb.pp(name), opts.storage);
+        let gate = linear(h, i, "gate_proj")?;
+        let up = linear(h, i, "up_proj")?;
+        let gate_up = if opts.fuse {
             GateUp::Fused {
                 gate_up: Linear::concat_outputs(&[gate, up])?,
                 intermediate: i,
@@ -199,7 +201,7 @@ impl Mlp {
         };
         Ok(Self {
             gate_up,
-            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+            down_proj: linear(i, h, "down_proj")?,
         })
     }
 
@@ -228,16 +230,16 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
         Ok(Self {
             input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            self_attn: Attention::new(cfg, vb.pp("self_attn"), fuse)?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"), opts)?,
             post_attention_layernorm: rms_norm(
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"), fuse)?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"), opts)?,
         })
     }
 
@@ -277,6 +279,13 @@ impl DecoderLayer {
     }
 }
 
+/// How the layers are built: fused projections (GPUs) and how weight matrices are kept.
+#[derive(Clone, Copy)]
+struct LoadOpts {
+    fuse: bool,
+    storage: WeightStorage,
+}
+
 pub struct Llama {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
@@ -284,27 +293,53 @@ pub struct Llama {
     lm_head: Linear,
     rotary: Rotary,
     cfg: LlamaConfig,
+    /// The activations' dtype (the `VarBuilder`'s; weights may be stored narrower).
+    dtype: DType,
 }
 
 impl Llama {
     /// `vb` points at `language_model` (so keys are `model.layers.N...` and `lm_head.weight`).
-    /// Projections are fused on GPUs (see [`QkvProj`]).
-    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
-        let fuse = !vb.device().is_cpu();
-        Self::with_fused_projections(cfg, vb, fuse)
+    /// Projections are fused on GPUs (see [`QkvProj`]); `storage` says how the weight matrices
+    /// (projections, `lm_head`) are kept, and its float form how the token embeddings are.
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder, storage: WeightStorage) -> Result<Self> {
+        // Quantized matrices can't be stacked (and gain nothing from it on CPU).
+        let fuse = !vb.device().is_cpu() && !matches!(storage, WeightStorage::Quantized { .. });
+        Self::load(cfg, vb, LoadOpts { fuse, storage })
     }
 
-    fn with_fused_projections(cfg: &LlamaConfig, vb: VarBuilder, fuse: bool) -> Result<Self> {
+    fn load(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
         let m = vb.pp("model");
-        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}")), fuse))
-            .collect::<Result<Vec<_>>>()?;
+        let embeddings = m.get_with_hints_dtype(
+            (cfg.vocab_size, cfg.hidden_size),
+            "embed_tokens.weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+            opts.storage.float().dtype(&vb),
+        )?;
+        let embed_tokens = Embedding::new(embeddings, cfg.hidden_size);
+        let layer = |i: usize| DecoderLayer::new(cfg, m.pp(format!("layers.{i}")), opts);
+        let layers = if matches!(opts.storage, WeightStorage::Quantized { .. }) {
+            // Quantizing is single-threaded per matrix: spread the layers over the cores.
+            use rayon::prelude::*;
+            (0..cfg.num_hidden_layers)
+                .into_par_iter()
+                .map(layer)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            (0..cfg.num_hidden_layers)
+                .map(layer)
+                .collect::<Result<Vec<_>>>()?
+        };
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
             Linear::from_weights(embed_tokens.embeddings().clone(), None)
         } else {
-            linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+            linear_stored(
+                cfg.hidden_size,
+                cfg.vocab_size,
+                false,
+                vb.pp("lm_head"),
+                opts.storage,
+            )?
         };
         let rotary = Rotary::new(cfg, vb.dtype(), vb.device())?;
         Ok(Self {
@@ -314,6 +349,7 @@ impl Llama {
             lm_head,
             rotary,
             cfg: cfg.clone(),
+            dtype: vb.dtype(),
         })
     }
 
@@ -323,7 +359,28 @@ impl Llama {
 
     /// The dtype of the weights and activations (and of the KV cache).
     pub fn dtype(&self) -> DType {
-        self.embed_tokens.embeddings().dtype()
+        self.dtype
+    }
+
+    /// How many weight matrices (projections and `lm_head`) are kept in each format
+    /// ("float32", "bfloat16", "q4_k", ...).
+    pub fn weight_formats(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        let mut add = |l: &Linear| *counts.entry(l.format_name()).or_insert(0) += 1;
+        for layer in &self.layers {
+            match &layer.self_attn.qkv {
+                QkvProj::Fused(l) => add(l),
+                QkvProj::Separate { q, k, v } => [q, k, v].into_iter().for_each(&mut add),
+            }
+            add(&layer.self_attn.o_proj);
+            match &layer.mlp.gate_up {
+                GateUp::Fused { gate_up, .. } => add(gate_up),
+                GateUp::Separate { gate, up } => [gate, up].into_iter().for_each(&mut add),
+            }
+            add(&layer.mlp.down_proj);
+        }
+        add(&self.lm_head);
+        counts
     }
 
     pub fn new_cache(&self, capacity: usize) -> KvCache {
@@ -332,7 +389,7 @@ impl Llama {
 
     /// Token embeddings of `ids` (any shape of u32 ids, all `< vocab_size`).
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        self.embed_tokens.forward(ids)
+        self.embed_tokens.forward(ids)?.to_dtype(self.dtype)
     }
 
     /// Run `x` (b, t, hidden) at positions `cache.seq_len()..+t`, appending to the cache, and
@@ -502,65 +559,4 @@ impl Llama {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_nn::VarMap;
-
-    fn tiny_config() -> LlamaConfig {
-        serde_json::from_value(serde_json::json!({
-            "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
-            "num_hidden_layers": 2, "max_position_embeddings": 64, "vocab_size": 50
-        }))
-        .unwrap()
-    }
-
-    /// The GPU form (fused q|k|v and gate|up) computes what the CPU form computes: prefill and
-    /// decode steps, eager and fixed-shape, on the same random weights.
-    #[test]
-    fn fused_projections_match_separate_ones() -> Result<()> {
-        let dev = Device::Cpu;
-        let cfg = tiny_config();
-        let vars = VarMap::new();
-        let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
-        let separate = Llama::with_fused_projections(&cfg, vb.clone(), false)?;
-        let fused = Llama::with_fused_projections(&cfg, vb, true)?;
-        assert!(matches!(fused.layers[0].self_attn.qkv, QkvProj::Fused(_)));
-        assert!(matches!(
-            separate.layers[0].mlp.gate_up,
-            GateUp::Separate { .. }
-        ));
-        let close = |a: &Tensor, b: &Tensor| -> Result<()> {
-            let err = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(scale > 0.1 && err <= 1e-5 * scale, "{err} vs {scale}");
-            Ok(())
-        };
-        let x = Tensor::randn(0f32, 1.0, (2, 5, 64), &dev)?;
-        let (mut c1, mut c2) = (separate.new_cache(8), fused.new_cache(8));
-        close(
-            &fused.forward_embeds(&x, &mut c2, None)?,
-            &separate.forward_embeds(&x, &mut c1, None)?,
-        )?;
-        let step = Tensor::randn(0f32, 1.0, (2, 1, 64), &dev)?;
-        close(
-            &fused.forward_embeds(&step, &mut c2, None)?,
-            &separate.forward_embeds(&step, &mut c1, None)?,
-        )?;
-        // The fixed-shape step at position 6 over the same caches.
-        let pos = Tensor::new(&[6u32, 6], &dev)?;
-        let (cos, sin) = fused.rope_rows(&pos)?;
-        let write_index = Tensor::full(6u32, (2, 4, 1, 16), &dev)?;
-        let mask = static_decode_mask(&[0, 0], 7, 8, DType::F32, &dev)?;
-        let static_step = StaticStep {
-            cos,
-            sin,
-            write_index,
-            mask,
-        };
-        close(
-            &fused.forward_static_step(&step, &c2, &static_step)?,
-            &separate.forward_static_step(&step, &c1, &static_step)?,
-        )?;
-        Ok(())
-    }
-}
+mod tests;

@@ -4,7 +4,7 @@ use crate::kernels::activation::gelu_erf;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::kernels::linear::{linear, Linear};
+use crate::kernels::linear::{linear_stored, Linear, WeightStorage};
 
 /// `MlpProjector` with `projector_type="mlp_gelu"`: Linear, then (GELU, Linear) × (depth − 1).
 /// Keys `layers.0`, `layers.2`, ... (the GELUs at odd indices have no parameters).
@@ -13,11 +13,29 @@ pub struct MlpProjector {
 }
 
 impl MlpProjector {
-    pub fn new(input_dim: usize, n_embed: usize, depth: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        input_dim: usize,
+        n_embed: usize,
+        depth: usize,
+        vb: VarBuilder,
+        storage: WeightStorage,
+    ) -> Result<Self> {
         let vb = vb.pp("layers");
-        let mut layers = vec![linear(input_dim, n_embed, vb.pp("0"))?];
+        let mut layers = vec![linear_stored(
+            input_dim,
+            n_embed,
+            true,
+            vb.pp("0"),
+            storage,
+        )?];
         for i in 1..depth {
-            layers.push(linear(n_embed, n_embed, vb.pp(2 * i))?);
+            layers.push(linear_stored(
+                n_embed,
+                n_embed,
+                true,
+                vb.pp(2 * i),
+                storage,
+            )?);
         }
         Ok(Self { layers })
     }

@@ -9,7 +9,7 @@ use candle_nn::{layer_norm, Conv2dConfig, LayerNorm, VarBuilder};
 use crate::kernels::activation::gelu_erf;
 use crate::kernels::attention::{attention, Mask};
 use crate::kernels::conv::{conv2d, Conv2d};
-use crate::kernels::linear::{linear, Linear};
+use crate::kernels::linear::{linear_stored, Linear, WeightStorage};
 
 use crate::loading::SiglipConfig;
 
@@ -21,10 +21,11 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &SiglipConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &SiglipConfig, vb: VarBuilder, storage: WeightStorage) -> Result<Self> {
+        let linear = |i, o, name| linear_stored(i, o, true, vb.pp(name), storage);
         Ok(Self {
-            qkv: linear(cfg.width, 3 * cfg.width, vb.pp("qkv"))?,
-            proj: linear(cfg.width, cfg.width, vb.pp("proj"))?,
+            qkv: linear(cfg.width, 3 * cfg.width, "qkv")?,
+            proj: linear(cfg.width, cfg.width, "proj")?,
             heads: cfg.heads,
             scale: 1.0 / ((cfg.width / cfg.heads) as f64).sqrt(),
         })
@@ -51,10 +52,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(cfg: &SiglipConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &SiglipConfig, vb: VarBuilder, storage: WeightStorage) -> Result<Self> {
+        let linear = |i, o, name| linear_stored(i, o, true, vb.pp(name), storage);
         Ok(Self {
-            fc1: linear(cfg.width, cfg.mlp_dim, vb.pp("fc1"))?,
-            fc2: linear(cfg.mlp_dim, cfg.width, vb.pp("fc2"))?,
+            fc1: linear(cfg.width, cfg.mlp_dim, "fc1")?,
+            fc2: linear(cfg.mlp_dim, cfg.width, "fc2")?,
         })
     }
 
@@ -71,12 +73,12 @@ struct Block {
 }
 
 impl Block {
-    fn new(cfg: &SiglipConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &SiglipConfig, vb: VarBuilder, storage: WeightStorage) -> Result<Self> {
         Ok(Self {
             norm1: layer_norm(cfg.width, cfg.layer_norm_eps, vb.pp("norm1"))?,
-            attn: Attention::new(cfg, vb.pp("attn"))?,
+            attn: Attention::new(cfg, vb.pp("attn"), storage)?,
             norm2: layer_norm(cfg.width, cfg.layer_norm_eps, vb.pp("norm2"))?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"), storage)?,
         })
     }
 
@@ -96,7 +98,8 @@ pub struct SiglipVisionTower {
 }
 
 impl SiglipVisionTower {
-    pub fn new(cfg: &SiglipConfig, vb: VarBuilder) -> Result<Self> {
+    /// `storage` says how the blocks' weight matrices are kept.
+    pub fn new(cfg: &SiglipConfig, vb: VarBuilder, storage: WeightStorage) -> Result<Self> {
         let conv_cfg = Conv2dConfig {
             stride: cfg.patch_size,
             ..Default::default()
@@ -110,7 +113,7 @@ impl SiglipVisionTower {
         )?;
         let pos_embed = vb.get((1, cfg.num_patches(), cfg.width), "pos_embed")?;
         let blocks = (0..cfg.layers)
-            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}")), storage))
             .collect::<Result<Vec<_>>>()?;
         let norm = layer_norm(cfg.width, cfg.layer_norm_eps, vb.pp("norm"))?;
         Ok(Self {

@@ -9,14 +9,15 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{rms_norm, RmsNorm, VarBuilder};
 
 use super::understanding::{
-    check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing, Understanding,
-    UnderstandingParts,
+    check_in_vocab, check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing,
+    Understanding, UnderstandingParts,
 };
 use crate::error::{Error, Result};
 use crate::generation::flow::{
     gaussian_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep,
 };
 use crate::kernels::linear::{linear, Linear};
+use crate::kernels::linear::{QuantFormat, WeightStorage};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusFlowConfig};
 use crate::models::llama::Llama;
 use crate::models::sdxl_vae::{VaeConfig, VaeDecoder};
@@ -33,6 +34,8 @@ pub struct FlowLoadOptions {
     pub device: Device,
     /// `None`: f32 on CPU, bf16 on CUDA.
     pub dtype: Option<DType>,
+    /// Quantize the LLM's projections and `lm_head` (`None`: keep them as `dtype` says).
+    pub quantize: Option<QuantFormat>,
     /// Chat roles; `None`: plain `User`/`Assistant`, as JanusFlow was trained.
     pub template: Option<ChatTemplate>,
     /// A diffusers `AutoencoderKL` folder (`stabilityai/sdxl-vae`); without one the model
@@ -48,6 +51,7 @@ impl Default for FlowLoadOptions {
         Self {
             device: Device::Cpu,
             dtype: None,
+            quantize: None,
             template: None,
             vae: None,
             vae_dtype: None,
@@ -80,7 +84,11 @@ pub struct JanusFlow {
     vae: Option<VaeDecoder>,
     vae_dir: Option<PathBuf>,
     device: Device,
-    dtype: DType,
+    /// Of the activations.
+    compute_dtype: DType,
+    /// As asked: of the weight matrices.
+    weight_dtype: DType,
+    quantize: Option<QuantFormat>,
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
     num_parameters: usize,
@@ -101,17 +109,23 @@ struct Modules {
 impl Modules {
     /// The five sizes the official `__init__` hard-codes are derived from the config (see
     /// `loading::flow_config`).
-    fn new(cfg: &JanusFlowConfig, vb: &VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        cfg: &JanusFlowConfig,
+        vb: &VarBuilder,
+        storage: WeightStorage,
+        llm_storage: WeightStorage,
+    ) -> candle_core::Result<Self> {
         let h = cfg.hidden_size();
         let c = cfg.gen_width();
         Ok(Self {
             vision: SiglipVisionTower::new(
                 &cfg.vision,
                 vb.pp("vision_und_enc_model.vision_tower"),
+                storage,
             )?,
             und_aligner: linear(cfg.vision.width, h, vb.pp("vision_und_enc_aligner"))?,
             beg_of_und_embed: vb.get((1, h), "beg_of_und_embed")?,
-            llm: Llama::new(&cfg.language, vb.pp("language_model"))?,
+            llm: Llama::new(&cfg.language, vb.pp("language_model"), llm_storage)?,
             gen_enc: ShallowUViTEncoder::new(&cfg.gen_enc, vb.pp("vision_gen_enc_model"))?,
             gen_enc_aligner: linear(c, h, vb.pp("vision_gen_enc_aligner"))?,
             gen_dec_aligner_norm: rms_norm(
@@ -160,16 +174,19 @@ impl JanusFlow {
         check_in_vocab("begin_of_generation", begin_of_generation, vocab)?;
         let template = opts.template.clone().unwrap_or_else(ChatTemplate::plain);
         let device = opts.device.clone();
-        let dtype = opts.dtype.unwrap_or(if device.is_cpu() {
+        let weight_dtype = opts.dtype.unwrap_or(if device.is_cpu() {
             DType::F32
         } else {
             DType::BF16
         });
+        let (dtype, float_storage) = precision(weight_dtype, &device);
+        let storage: WeightStorage = float_storage.into();
+        let llm_storage = llm_storage(float_storage, opts.quantize);
         // The VAE first: its errors (a wrong folder, float16) come before the big model loads.
         let vae = match &opts.vae {
             Some(vae_dir) => Some(Self::load_vae(
                 vae_dir,
-                vae_dtype(opts.vae_dtype, dtype, &device),
+                vae_dtype(opts.vae_dtype, weight_dtype, &device),
                 &device,
                 &config,
             )?),
@@ -183,7 +200,7 @@ impl JanusFlow {
             .map(|s| s.iter().product::<usize>())
             .sum();
         let vb = checkpoint.var_builder(dtype, &device);
-        let m = Modules::new(&config, &vb).map_err(weights_err)?;
+        let m = Modules::new(&config, &vb, storage, llm_storage).map_err(weights_err)?;
         let upscale = vae
             .as_ref()
             .map_or(DEFAULT_VAE_UPSCALE, VaeDecoder::upscale);
@@ -216,7 +233,9 @@ impl JanusFlow {
             vae_dir: opts.vae.clone(),
             vae,
             device,
-            dtype,
+            compute_dtype: dtype,
+            weight_dtype,
+            quantize: opts.quantize,
             dir: dir.to_path_buf(),
             weight_files,
             num_parameters,
@@ -266,8 +285,17 @@ impl JanusFlow {
     pub fn device(&self) -> &Device {
         &self.device
     }
+    /// The dtype asked for: of the weight matrices (and, except on CPU, of the activations).
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.weight_dtype
+    }
+    /// The dtype activations run in (f32 on CPU whatever the weights are kept in).
+    pub fn compute_dtype(&self) -> DType {
+        self.compute_dtype
+    }
+    /// The quantized format of the LLM's projections and `lm_head`, if any.
+    pub fn quantize(&self) -> Option<QuantFormat> {
+        self.quantize
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -300,7 +328,9 @@ impl JanusFlow {
                 features.dims()
             )));
         }
-        Ok(self.und_aligner.forward(&features.to_dtype(self.dtype)?)?)
+        Ok(self
+            .und_aligner
+            .forward(&features.to_dtype(self.compute_dtype)?)?)
     }
 
     /// Input embeddings (1, T, hidden): token embeddings with, per image, the
@@ -408,7 +438,7 @@ impl Understanding for JanusFlow {
             vision: &self.vision,
             llm: &self.llm,
             device: &self.device,
-            dtype: self.dtype,
+            dtype: self.compute_dtype,
             hidden_size: self.config.hidden_size(),
         }
     }

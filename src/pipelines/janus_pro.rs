@@ -7,10 +7,12 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::understanding::{
-    check_prompt_ids, splice_rows, weights_err, Processing, Understanding, UnderstandingParts,
+    check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing, Understanding,
+    UnderstandingParts,
 };
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
+use crate::kernels::linear::{QuantFormat, WeightStorage};
 use crate::loading::{Checkpoint, CheckpointFiles, JanusConfig, WeightLayout};
 use crate::models::gen_head::ImageTokenHead;
 use crate::models::llama::Llama;
@@ -24,6 +26,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// `None`: f32 on CPU, bf16 on CUDA.
     pub dtype: Option<DType>,
+    /// Quantize the LLM's projections and `lm_head` (`None`: keep them as `dtype` says).
+    pub quantize: Option<QuantFormat>,
     /// `None`: `<|User|>`/`<|Assistant|>` when the tokenizer has those tokens (Janus-Pro),
     /// otherwise plain `User`/`Assistant` (Janus-1.3B).
     pub template: Option<ChatTemplate>,
@@ -34,6 +38,7 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: None,
+            quantize: None,
             template: None,
         }
     }
@@ -52,7 +57,11 @@ pub struct JanusPro {
     image_head: ImageTokenHead,
     vq: VqModel,
     device: Device,
-    dtype: DType,
+    /// Of the activations.
+    compute_dtype: DType,
+    /// As asked: of the weight matrices.
+    weight_dtype: DType,
+    quantize: Option<QuantFormat>,
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
     num_parameters: usize,
@@ -76,11 +85,14 @@ impl JanusPro {
         };
 
         let device = opts.device.clone();
-        let dtype = opts.dtype.unwrap_or(if device.is_cpu() {
+        let weight_dtype = opts.dtype.unwrap_or(if device.is_cpu() {
             DType::F32
         } else {
             DType::BF16
         });
+        let (dtype, float_storage) = precision(weight_dtype, &device);
+        let storage: WeightStorage = float_storage.into();
+        let llm_storage = llm_storage(float_storage, opts.quantize);
         let checkpoint = Checkpoint::open_dir(dir)?.with_layout(config.layout);
         let mut config = config;
         if config.layout == WeightLayout::Transformers {
@@ -94,8 +106,9 @@ impl JanusPro {
             .map(|s| s.iter().product::<usize>())
             .sum();
         let vb = checkpoint.var_builder(dtype, &device);
-        let (vision, aligner, llm) = Self::build_modules(&config, &vb).map_err(weights_err)?;
-        let image_head = ImageTokenHead::new(&config, &vb).map_err(weights_err)?;
+        let (vision, aligner, llm) =
+            Self::build_modules(&config, &vb, storage, llm_storage).map_err(weights_err)?;
+        let image_head = ImageTokenHead::new(&config, &vb, storage).map_err(weights_err)?;
         // The VQ tokenizer runs in f32 whatever the LLM dtype: bf16 convs are slow or missing
         // on CPU, and on a GPU bf16 through its ~30 conv/norm layers put the pixels 4.5% (of
         // their range) off the f32 decode (measured on an H200, tests/test_cuda_bf16.py) for a
@@ -128,7 +141,9 @@ impl JanusPro {
             image_head,
             vq,
             device,
-            dtype,
+            compute_dtype: dtype,
+            weight_dtype,
+            quantize: opts.quantize,
             dir: dir.to_path_buf(),
             weight_files,
             num_parameters,
@@ -138,19 +153,32 @@ impl JanusPro {
     fn build_modules(
         cfg: &JanusConfig,
         vb: &VarBuilder,
+        storage: WeightStorage,
+        llm_storage: WeightStorage,
     ) -> candle_core::Result<(SiglipVisionTower, MlpProjector, Llama)> {
-        let vision = SiglipVisionTower::new(&cfg.vision, vb.pp("vision_model.vision_tower"))?;
+        let vision =
+            SiglipVisionTower::new(&cfg.vision, vb.pp("vision_model.vision_tower"), storage)?;
         let a = &cfg.aligner;
-        let aligner = MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("aligner"))?;
-        let llm = Llama::new(&cfg.language, vb.pp("language_model"))?;
+        let aligner =
+            MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("aligner"), storage)?;
+        let llm = Llama::new(&cfg.language, vb.pp("language_model"), llm_storage)?;
         Ok((vision, aligner, llm))
     }
 
     pub fn device(&self) -> &Device {
         &self.device
     }
+    /// The dtype asked for: of the weight matrices (and, except on CPU, of the activations).
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.weight_dtype
+    }
+    /// The dtype activations run in (f32 on CPU whatever the weights are kept in).
+    pub fn compute_dtype(&self) -> DType {
+        self.compute_dtype
+    }
+    /// The quantized format of the LLM's projections and `lm_head`, if any.
+    pub fn quantize(&self) -> Option<QuantFormat> {
+        self.quantize
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -172,7 +200,9 @@ impl JanusPro {
             )));
         }
         let _t = crate::profile::stage("aligner", &self.device);
-        Ok(self.aligner.forward(&features.to_dtype(self.dtype)?)?)
+        Ok(self
+            .aligner
+            .forward(&features.to_dtype(self.compute_dtype)?)?)
     }
 
     /// Input embeddings (1, T, hidden): token embeddings with the image-placeholder positions
@@ -288,7 +318,9 @@ impl JanusPro {
                 hidden.dims()
             )));
         }
-        Ok(self.image_head.logits(&hidden.to_dtype(self.dtype)?)?)
+        Ok(self
+            .image_head
+            .logits(&hidden.to_dtype(self.compute_dtype)?)?)
     }
 
     /// LLM input embeddings (…, hidden) of image tokens, through `gen_embed` → `gen_aligner`.
@@ -398,7 +430,7 @@ impl Understanding for JanusPro {
             vision: &self.vision,
             llm: &self.llm,
             device: &self.device,
-            dtype: self.dtype,
+            dtype: self.compute_dtype,
             hidden_size: self.config.language.hidden_size,
         }
     }

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::generation::text::{generate_text, new_token_budget, OnToken, TextGenerationParams};
+use crate::kernels::linear::{FloatStorage, QuantFormat, WeightStorage};
 use crate::loading::{CheckpointFiles, ImageProcessorConfig, ProcessorConfig, SiglipConfig};
 use crate::models::llama::Llama;
 use crate::models::siglip::SiglipVisionTower;
@@ -275,5 +276,31 @@ pub trait Understanding {
         let reply = generate_text(llm, &embeds, params, on_token);
         crate::profile::report("understand");
         reply
+    }
+}
+
+/// The dtype activations run in, and how weight matrices are kept, for the dtype asked.
+///
+/// On CPU, bfloat16 means bf16 *storage*: the weight matrices (LLM, SigLIP, projectors, image
+/// head) stay bf16 — exact for the official bf16 checkpoints, half the bytes of f32 — while
+/// activations, norms and accumulation stay f32 (candle has no fast bf16 CPU matmul, and f32
+/// activations keep the f32 path's parity). Elsewhere the dtype is used as asked.
+pub fn precision(asked: DType, device: &Device) -> (DType, FloatStorage) {
+    if device.is_cpu() && asked == DType::BF16 {
+        (DType::F32, FloatStorage::Bf16)
+    } else {
+        (asked, FloatStorage::Float)
+    }
+}
+
+/// How the LLM's weight matrices are kept: quantized if asked (with `float` for the matrices
+/// a format can't take), else `float`.
+pub fn llm_storage(float: FloatStorage, quantize: Option<QuantFormat>) -> WeightStorage {
+    match quantize {
+        Some(format) => WeightStorage::Quantized {
+            format,
+            otherwise: float,
+        },
+        None => float.into(),
     }
 }

@@ -49,7 +49,8 @@ impl JanusFlowModel {
 impl JanusFlowModel {
     /// Load a JanusFlow checkpoint folder and, optionally, a diffusers VAE folder.
     #[staticmethod]
-    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, vae=None, vae_dtype=None))]
+    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, vae=None, vae_dtype=None, quantize=None))]
+    #[allow(clippy::too_many_arguments)]
     fn load(
         py: Python<'_>,
         path: PathBuf,
@@ -58,9 +59,11 @@ impl JanusFlowModel {
         roles: Option<(String, String)>,
         vae: Option<PathBuf>,
         vae_dtype: Option<&str>,
+        quantize: Option<&str>,
     ) -> PyResult<Self> {
         let device = parse_device(device).map_err(to_py_err)?;
         let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
+        let quantize = super::parse_quantize(quantize).map_err(to_py_err)?;
         let vae_dtype = match vae_dtype {
             Some(d) => Some(parse_dtype(Some(d), &device).map_err(to_py_err)?),
             None => None,
@@ -68,6 +71,7 @@ impl JanusFlowModel {
         let opts = FlowLoadOptions {
             device,
             dtype: Some(dtype),
+            quantize,
             template: roles.map(|(user, assistant)| ChatTemplate { user, assistant }),
             vae,
             vae_dtype,
@@ -92,6 +96,8 @@ impl JanusFlowModel {
         d.set_item("layout", "official")?;
         d.set_item("device", device_name(m.device()))?;
         d.set_item("dtype", dtype_name(m.dtype()))?;
+        d.set_item("compute_dtype", dtype_name(m.compute_dtype()))?;
+        super::set_weight_facts(&d, m.llm(), m.quantize())?;
         d.set_item("num_parameters", m.num_parameters())?;
         d.set_item("hidden_size", c.language.hidden_size)?;
         d.set_item("num_layers", c.language.num_hidden_layers)?;

@@ -101,20 +101,23 @@ impl JanusProModel {
 impl JanusProModel {
     /// Load a checkpoint folder (official deepseek-ai or transformers layout).
     #[staticmethod]
-    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None))]
+    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, quantize=None))]
     fn load(
         py: Python<'_>,
         path: PathBuf,
         device: &str,
         dtype: Option<&str>,
         roles: Option<(String, String)>,
+        quantize: Option<&str>,
     ) -> PyResult<Self> {
         let device = parse_device(device).map_err(to_py_err)?;
         let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
+        let quantize = super::parse_quantize(quantize).map_err(to_py_err)?;
         let template = roles.map(|(user, assistant)| ChatTemplate { user, assistant });
         let opts = LoadOptions {
             device,
             dtype: Some(dtype),
+            quantize,
             template,
         };
         let inner = without_gil(py, move || JanusPro::load(&path, &opts))?;
@@ -143,6 +146,8 @@ impl JanusProModel {
         )?;
         d.set_item("device", device_name(m.device()))?;
         d.set_item("dtype", dtype_name(m.dtype()))?;
+        d.set_item("compute_dtype", dtype_name(m.compute_dtype()))?;
+        super::set_weight_facts(&d, m.llm(), m.quantize())?;
         d.set_item("num_parameters", m.num_parameters())?;
         d.set_item("hidden_size", c.language.hidden_size)?;
         d.set_item("num_layers", c.language.num_hidden_layers)?;

@@ -13,6 +13,7 @@ use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::kernels::linear::QuantFormat;
 pub(crate) use errors::to_py_err;
 
 /// Run `f` without the GIL; Rust errors and panics become Python exceptions.
@@ -57,6 +58,28 @@ pub(crate) fn numpy_to_vec<T: numpy::Element + Copy>(
 ) -> (Vec<T>, Vec<usize>) {
     let view = a.as_array();
     (view.iter().copied().collect(), view.shape().to_vec())
+}
+
+/// `quantize=`: `None`, or one of the formats by name.
+pub(crate) fn parse_quantize(spec: Option<&str>) -> Result<Option<QuantFormat>> {
+    match spec {
+        None => Ok(None),
+        Some(name) => QuantFormat::parse(name).map(Some).ok_or_else(|| {
+            Error::input(format!(
+                "unsupported quantize {name:?}: use None, \"q8_0\", \"q6_k\" or \"q4_k\""
+            ))
+        }),
+    }
+}
+
+/// Facts about how the weights are kept, for `info()`.
+pub(crate) fn set_weight_facts(
+    d: &Bound<'_, pyo3::types::PyDict>,
+    llm: &crate::models::llama::Llama,
+    quantize: Option<QuantFormat>,
+) -> PyResult<()> {
+    d.set_item("quantize", quantize.map(QuantFormat::name))?;
+    d.set_item("llm_weight_formats", llm.weight_formats())
 }
 
 /// Number of usable CUDA devices (0 in a CPU build or where the driver finds none).

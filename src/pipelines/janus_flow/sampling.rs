@@ -110,13 +110,15 @@ impl JanusFlow {
         }
         let enc = Encoded {
             skip: x_emb
-                .to_dtype(self.dtype)?
+                .to_dtype(self.compute_dtype)?
                 .permute((0, 2, 3, 1))?
                 .contiguous()?,
-            t_emb: t_emb.to_dtype(self.dtype)?,
+            t_emb: t_emb.to_dtype(self.compute_dtype)?,
             z_emb: hidden.clone(),
         };
-        let (y, v) = self.net().decode(&hidden.to_dtype(self.dtype)?, &enc)?;
+        let (y, v) = self
+            .net()
+            .decode(&hidden.to_dtype(self.compute_dtype)?, &enc)?;
         Ok((y.permute((0, 3, 1, 2))?.contiguous()?, v))
     }
 

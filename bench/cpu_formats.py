@@ -1,0 +1,68 @@
+"""CPU weight formats side by side: janus-rs stage timings per format, one process per format, one run.
+
+    python scripts/make_random_checkpoint.py --model Janus-Pro-1B --out bench/data/Janus-Pro-1B  # once
+    python bench/cpu_formats.py bench/data/Janus-Pro-1B [--formats float32 bfloat16 q8_0 q6_k q4_k]
+
+Each format runs bench/cpu_stages.py in its own process (its own peak RSS): "float32" and
+"bfloat16" are the dtype (bf16 = bf16-stored weights, f32 compute); a quantized format quantizes
+the LLM's projections and lm_head and keeps everything else in bf16. Prints one markdown table
+(stages as rows, formats as columns) with the CPU model and flags; paste it into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cpu import warm_page_cache  # noqa: E402
+
+
+def cpu_description() -> str:
+    model, flags = platform.processor() or "unknown CPU", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+                         if f in have]
+                break
+    except OSError:
+        pass
+    return f"{model}; {', '.join(flags) or 'no AVX2'}"
+
+
+def run(model: str, fmt: str, steps: int) -> dict:
+    warm_page_cache(model)
+    args = ["--dtype", fmt] if fmt in ("float32", "bfloat16") else ["--dtype", "bfloat16", "--quantize", fmt]
+    cmd = [sys.executable, str(HERE / "cpu_stages.py"), model, "--steps", str(steps), "--json", *args]
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--formats", nargs="+", default=["float32", "bfloat16", "q8_0", "q6_k", "q4_k"])
+    ap.add_argument("--steps", type=int, default=6)
+    args = ap.parse_args()
+    results = {fmt: run(args.model, fmt, args.steps) for fmt in args.formats}
+    stages = [name for name, _ in next(iter(results.values()))["rows"]]
+    print(f"CPU: {cpu_description()}; {len(__import__('os').sched_getaffinity(0))} cores available")
+    print(f"| stage (seconds unless noted) | {' | '.join(args.formats)} |")
+    print(f"|---|{'---:|' * len(args.formats)}")
+    for stage in stages:
+        cells = [f"{dict(results[f]['rows']).get(stage, float('nan')):.3f}" for f in args.formats]
+        print(f"| {stage} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
