@@ -128,3 +128,16 @@ def test_cli_takes_quantize(tmp_path):
         capture_output=True, text=True,
     )
     assert bad.returncode == 2 and "--quantize" in bad.stderr
+
+
+def test_half_precision_activations_are_widened_for_quantized_products(ref):
+    # Half-precision activations around quantized products (widened to f32 for them; on CUDA,
+    # candle's dequantize-then-GEMM path refused bf16 inputs: "dtype mismatch in matmul op"
+    # on an H200; the CPU kernels take them, so this checks the CPU half of that rule).
+    from janus_rs import JanusPro
+
+    m = JanusPro.from_pretrained(TINY, dtype="float16", quantize="q8_0")
+    assert m.info["llm_weight_formats"] == {"q8_0": 13, "float16": 2}
+    hidden, _ = m.forward(ref["und_inputs_embeds"])
+    assert rel_err(hidden, ref["und_last_hidden"]) < 0.03
+    assert m.generate("a red cat", num_images=1, seed=0, progress=False).array.shape == (1, 64, 64, 3)

@@ -137,12 +137,18 @@ impl Linear {
     /// A layer with `weight` (out × in, any float dtype, on any device) quantized to `format`
     /// on `weight`'s device.
     pub fn quantized(weight: &Tensor, bias: Option<Tensor>, format: QuantFormat) -> Result<Self> {
-        let device = weight.device().clone();
-        let q = QTensor::quantize_onto(
-            &weight.to_device(&candle_core::Device::Cpu)?,
-            format.ggml(),
-            &device,
-        )?;
+        Self::quantized_onto(weight, bias, format, &weight.device().clone())
+    }
+
+    /// `weight` quantized on the CPU and the blocks moved to `device`.
+    pub fn quantized_onto(
+        weight: &Tensor,
+        bias: Option<Tensor>,
+        format: QuantFormat,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let cpu = weight.to_device(&candle_core::Device::Cpu)?;
+        let q = QTensor::quantize_onto(&cpu, format.ggml(), device)?;
         let q = Arc::new(q);
         let matmul = QMatMul::from_arc(q.clone())?;
         Ok(Self {
@@ -230,7 +236,18 @@ pub fn linear_stored(
     };
     match storage {
         WeightStorage::Quantized { format, .. } if in_dim.is_multiple_of(format.block_size()) => {
-            Linear::quantized(&get(DType::F32)?, bias, format)
+            // Read on the CPU, where the quantizer runs: a GPU would only hold a transient
+            // f32 copy (kept by its memory pool).
+            let cpu_weight = vb
+                .clone()
+                .set_device(candle_core::Device::Cpu)
+                .get_with_hints_dtype(
+                    (out_dim, in_dim),
+                    "weight",
+                    candle_nn::init::DEFAULT_KAIMING_NORMAL,
+                    DType::F32,
+                )?;
+            Linear::quantized_onto(&cpu_weight, bias, format, vb.device())
         }
         _ => Ok(Linear::from_weights(get(storage.dtype(&vb))?, bias)),
     }
@@ -243,7 +260,17 @@ impl Linear {
     fn forward_2d(&self, x: &Tensor) -> Result<Tensor> {
         let rows = x.dim(0)?;
         let w = match &self.weight {
-            Weight::Quantized { matmul, .. } => return self.add_bias(matmul.forward(x)?),
+            Weight::Quantized { matmul, .. } => {
+                // candle's quantized products take f32 inputs on every path (on CUDA the
+                // dequantize-then-GEMM path refuses bf16 ones): bf16 activations are widened.
+                let y = match x.dtype() {
+                    DType::F32 => matmul.forward(&x.contiguous()?)?,
+                    dt => matmul
+                        .forward(&x.to_dtype(DType::F32)?.contiguous()?)?
+                        .to_dtype(dt)?,
+                };
+                return self.add_bias(y);
+            }
             Weight::Dense(w) => w,
         };
         let y = if x.device().is_cpu() && w.dtype() == DType::BF16 && x.dtype() == DType::F32 {
