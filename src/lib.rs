@@ -11,7 +11,7 @@
 //! - [`pipelines`]: the assembled [`JanusPro`] and [`JanusFlow`];
 //! - `python`: the pyo3 bindings (behind the `python` feature).
 //!
-//! [`error`], [`profile`] and [`device`] sit under all of them.
+//! [`error`], [`profile`], [`device`] and [`threads`] sit under all of them.
 
 pub mod device;
 pub mod error;
@@ -23,6 +23,7 @@ pub mod models;
 pub mod pipelines;
 pub mod preprocess;
 pub mod profile;
+pub mod threads;
 
 #[cfg(feature = "python")]
 mod python;

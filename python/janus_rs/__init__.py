@@ -14,7 +14,7 @@ Quick start::
 from __future__ import annotations
 
 from . import _native
-from ._backend import cuda_available, cuda_unavailable_reason
+from ._backend import cuda_available, cuda_unavailable_reason, get_num_threads, set_num_threads
 from .errors import (
     ConfigError,
     ContextLengthError,
@@ -38,6 +38,8 @@ from .janus_pro import DEFAULT_SYSTEM_PROMPT, MAX_IMAGES_PER_CALL, JanusPro
 __version__: str = _native.__version__
 
 __all__ = [
+    "set_num_threads",
+    "get_num_threads",
     "JanusPro",
     "JanusFlow",
     "GenerationResult",

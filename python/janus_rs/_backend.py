@@ -146,6 +146,34 @@ def cuda_unavailable_reason() -> str | None:
     return None if module.cuda_device_count() > 0 else "the CUDA build loaded but the driver reports no GPU"
 
 
+def check_threads(threads: object) -> int | None:
+    """``threads=`` as the core takes it, or :class:`InputTypeError` / :class:`InputError`."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise InputTypeError(f"threads must be a positive int or None, got {threads!r}")
+    if threads < 1:
+        raise InputError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+def set_num_threads(threads: int | None = None) -> int:
+    """Fix the number of CPU threads janus-rs uses in this process and return it.
+
+    One count sizes both thread pools (rayon's, which runs janus-rs's kernels and the float GEMM,
+    and candle's, which runs the quantized products). It is set once — by this call, or by the
+    first model loaded (its ``threads=``) — and can't change afterwards: a later, different
+    request raises :class:`InputError`. ``None``: ``JANUS_RS_NUM_THREADS`` if set, else
+    ``RAYON_NUM_THREADS``, else the physical cores the process may use.
+    """
+    return _native.set_num_threads(check_threads(threads))
+
+
+def get_num_threads() -> int | None:
+    """The thread count in use, or ``None`` before it is set (see :func:`set_num_threads`)."""
+    return _native.num_threads()
+
+
 QUANTIZE_FORMATS = ("q8_0", "q6_k", "q4_k")
 
 

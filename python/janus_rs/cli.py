@@ -65,6 +65,7 @@ _FLAG_WHEN_SUBJECT = {
     "seed": "--seed",
     "dtype": "--dtype",
     "quantize": "--quantize",
+    "threads": "--threads",
     "device": "--device",
     "revision": "--revision",
     "roles": "--roles",
@@ -213,6 +214,7 @@ def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
 
         model = JanusFlow.from_pretrained(path, vae=vae, device=args.device, dtype=args.dtype,
                                           quantize=getattr(args, "quantize", None), roles=roles,
+                                          threads=getattr(args, "threads", None),
                                           local_files_only=args.offline)
     else:
         if vae is not None:
@@ -224,7 +226,8 @@ def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
         from .janus_pro import JanusPro
 
         model = JanusPro.from_pretrained(path, device=args.device, dtype=args.dtype,
-                                         quantize=getattr(args, "quantize", None), roles=roles)
+                                         quantize=getattr(args, "quantize", None), roles=roles,
+                                         threads=getattr(args, "threads", None))
     if os.path.normpath(path) != os.path.normpath(args.model):  # a hub id: show it, not the cache folder
         model._name = args.model
         model._info["name"] = args.model
@@ -383,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"],
                        help="keep the LLM's projections and lm_head block-quantized (less memory, "
                             "faster CPU decoding, approximate: see the README)")
+        g.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
+                       help="CPU threads (default: JANUS_RS_NUM_THREADS, else the physical cores)")
         g.add_argument("--roles", nargs=2, default=None, metavar=("USER", "ASSISTANT"),
                        help="chat role strings, e.g. --roles User Assistant for Janus-1.3B "
                             "(default: <|User|> <|Assistant|> when the tokenizer has them, else User Assistant)")

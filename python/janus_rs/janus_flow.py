@@ -52,6 +52,7 @@ class JanusFlow(ChatModel):
         dtype: str | None = None,
         vae_dtype: str | None = None,
         quantize: str | None = None,
+        threads: int | None = None,
         roles: tuple[str, str] | None = None,
         local_files_only: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -83,6 +84,7 @@ class JanusFlow(ChatModel):
             quantize: ``None`` (default), ``"q8_0"``, ``"q6_k"`` or ``"q4_k"``: the LLM's
                 projections and ``lm_head`` block-quantized, as in
                 :meth:`JanusPro.from_pretrained`.
+            threads: CPU threads for this process, as in :meth:`JanusPro.from_pretrained`.
             vae_dtype: the VAE's dtype: ``None`` or ``"auto"`` (float32 on CPU; on CUDA the
                 model's dtype, bfloat16 if that is float16), ``"float32"``, or ``"bfloat16"`` (CUDA only).
                 ``"float16"`` is refused: the SDXL VAE overflows in it (NaN images).
@@ -101,6 +103,7 @@ class JanusFlow(ChatModel):
             DeviceError: the device is not available.
         """
         quantize = _backend.check_quantize(quantize)
+        threads = _backend.check_threads(threads)
         name, roles = _backend.check_load_args(
             name_or_path, device=device, dtypes={"dtype": dtype, "vae_dtype": vae_dtype}, roles=roles,
             strings={"revision": revision, "vae_revision": vae_revision, "token": token},
@@ -124,7 +127,7 @@ class JanusFlow(ChatModel):
             )
         native = _backend.module_for(device).JanusFlowModel.load(
             path, device=device, dtype=dtype, roles=roles, vae=vae_path, vae_dtype=vae_dtype,
-            quantize=quantize,
+            quantize=quantize, threads=threads,
         )
         display = name if os.path.normpath(path) != os.path.normpath(name) else None
         return cls(native, name=display)

@@ -47,6 +47,7 @@ class JanusPro(ChatModel):
         device: str = "cpu",
         dtype: str | None = None,
         quantize: str | None = None,
+        threads: int | None = None,
         roles: tuple[str, str] | None = None,
         local_files_only: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -76,6 +77,16 @@ class JanusPro(ChatModel):
                 computes in float32, so results match float32 to rounding
                 (``info["compute_dtype"]``). Also accepted: ``"f32"``, ``"fp32"``,
                 ``"bf16"``, ``"f16"``, ``"fp16"``, ``"half"``; any case.
+            quantize: ``None`` (default), ``"q8_0"``, ``"q6_k"`` or ``"q4_k"``: keep the LLM's
+                projections and ``lm_head`` block-quantized (llama.cpp's formats, candle's
+                kernels): less memory and faster CPU decoding at a measured cost in accuracy
+                (README, *Performance*). Everything else (embeddings, norms, SigLIP, the image
+                head, the VQ decoder) stays as ``dtype`` says; so does a matrix whose input width
+                is not a multiple of the format's block (32 for q8_0, 256 for the k-quants), said
+                once in the ``janus_rs`` log and counted in ``info["llm_weight_formats"]``.
+            threads: CPU threads for this process (see :func:`janus_rs.set_num_threads`: set
+                once, by the first model loaded; default ``JANUS_RS_NUM_THREADS``, else the
+                physical cores).
             roles: the chat role strings ``(user, assistant)``. Default: ``("<|User|>",
                 "<|Assistant|>")`` when the tokenizer has those tokens (Janus-Pro), else
                 ``("User", "Assistant")`` (Janus-1.3B).
@@ -94,6 +105,7 @@ class JanusPro(ChatModel):
             DeviceError: the device is not available.
         """
         quantize = _backend.check_quantize(quantize)
+        threads = _backend.check_threads(threads)
         name, roles = _backend.check_load_args(
             name_or_path, device=device, dtypes={"dtype": dtype}, roles=roles,
             strings={"revision": revision, "token": token},
@@ -107,7 +119,7 @@ class JanusPro(ChatModel):
             progress=bool(progress),
         )
         native = _backend.module_for(device).JanusProModel.load(
-            path, device=device, dtype=dtype, roles=roles, quantize=quantize
+            path, device=device, dtype=dtype, roles=roles, quantize=quantize, threads=threads
         )
         display = name if os.path.normpath(path) != os.path.normpath(name) else None
         return cls(native, name=display)

@@ -49,7 +49,7 @@ impl JanusFlowModel {
 impl JanusFlowModel {
     /// Load a JanusFlow checkpoint folder and, optionally, a diffusers VAE folder.
     #[staticmethod]
-    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, vae=None, vae_dtype=None, quantize=None))]
+    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, vae=None, vae_dtype=None, quantize=None, threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         py: Python<'_>,
@@ -60,7 +60,9 @@ impl JanusFlowModel {
         vae: Option<PathBuf>,
         vae_dtype: Option<&str>,
         quantize: Option<&str>,
+        threads: Option<usize>,
     ) -> PyResult<Self> {
+        crate::threads::configure(threads).map_err(to_py_err)?;
         let device = parse_device(device).map_err(to_py_err)?;
         let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
         let quantize = super::parse_quantize(quantize).map_err(to_py_err)?;

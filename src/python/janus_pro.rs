@@ -101,7 +101,8 @@ impl JanusProModel {
 impl JanusProModel {
     /// Load a checkpoint folder (official deepseek-ai or transformers layout).
     #[staticmethod]
-    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, quantize=None))]
+    #[pyo3(signature = (path, device="cpu", dtype=None, roles=None, quantize=None, threads=None))]
+    #[allow(clippy::too_many_arguments)]
     fn load(
         py: Python<'_>,
         path: PathBuf,
@@ -109,7 +110,9 @@ impl JanusProModel {
         dtype: Option<&str>,
         roles: Option<(String, String)>,
         quantize: Option<&str>,
+        threads: Option<usize>,
     ) -> PyResult<Self> {
+        crate::threads::configure(threads).map_err(to_py_err)?;
         let device = parse_device(device).map_err(to_py_err)?;
         let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
         let quantize = super::parse_quantize(quantize).map_err(to_py_err)?;

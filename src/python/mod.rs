@@ -82,6 +82,20 @@ pub(crate) fn set_weight_facts(
     d.set_item("llm_weight_formats", llm.weight_formats())
 }
 
+/// Fix the process's thread count (`None`: `JANUS_RS_NUM_THREADS`, else the physical cores),
+/// or check a later request against it; returns the count.
+#[pyfunction]
+#[pyo3(signature = (threads=None))]
+fn set_num_threads(threads: Option<usize>) -> PyResult<usize> {
+    crate::threads::configure(threads).map_err(to_py_err)
+}
+
+/// The process's thread count, or `None` before the first model load / `set_num_threads`.
+#[pyfunction]
+fn num_threads() -> Option<usize> {
+    crate::threads::current()
+}
+
 /// Number of usable CUDA devices (0 in a CPU build or where the driver finds none).
 #[pyfunction]
 fn cuda_device_count() -> usize {
@@ -133,6 +147,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("cuda_compiled", cfg!(feature = "cuda"))?;
     m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_pretrained, m)?)?;
     m.add_class::<janus_pro::JanusProModel>()?;
     m.add_class::<janus_flow::JanusFlowModel>()?;
