@@ -5,7 +5,9 @@ derived from it at the start of the session (``fixture_variants.py``)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,12 @@ VARIANTS = FIXTURES / "weight-variants"
 # model.safetensors are derived from it (tests/fixture_variants.py). Write them, if missing or
 # stale, before any test module lists or loads them.
 fixture_variants.ensure()
+
+# Quantized-weights cache files of the test session go to a folder of its own, never to
+# ~/.cache/janus-rs (set before any model loads; subprocesses inherit it).
+_QUANT_CACHE = tempfile.mkdtemp(prefix="janus-rs-test-quant-cache-")
+os.environ["JANUS_RS_CACHE_DIR"] = _QUANT_CACHE
+os.environ.pop("JANUS_RS_QUANT_CACHE", None)
 
 NON_WEIGHT_FILES = [
     "config.json",

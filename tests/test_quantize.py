@@ -10,6 +10,7 @@ bounds on their error are asserted, never equality of free-running results.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -141,3 +142,79 @@ def test_half_precision_activations_are_widened_for_quantized_products(ref):
     hidden, _ = m.forward(ref["und_inputs_embeds"])
     assert rel_err(hidden, ref["und_last_hidden"]) < 0.03
     assert m.generate("a red cat", num_images=1, seed=0, progress=False).array.shape == (1, 64, 64, 3)
+
+
+# ---------------------------------------------------------------- the quantized-weights cache
+
+
+def copy_tiny(dest):
+    import shutil
+
+    shutil.copytree(TINY, dest)
+    return dest
+
+
+def test_cache_is_written_once_then_read(tmp_path, monkeypatch, ref):
+    from janus_rs import JanusPro
+
+    monkeypatch.setenv("JANUS_RS_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = copy_tiny(tmp_path / "ckpt")
+    first = JanusPro.from_pretrained(ckpt, quantize="q8_0")
+    assert first.info["quant_cache"] == "written"
+    path = first.info["quant_cache_path"]
+    assert path.startswith(str(tmp_path / "cache")) and path.endswith("-q8_0-v1.gguf")
+    second = JanusPro.from_pretrained(ckpt, quantize="q8_0")
+    assert second.info["quant_cache"] == "hit" and second.info["quant_cache_path"] == path
+    assert second.info["llm_weight_formats"] == first.info["llm_weight_formats"]
+    # The same blocks: the same outputs.
+    np.testing.assert_array_equal(first.forward(ref["und_inputs_embeds"])[1], second.forward(ref["und_inputs_embeds"])[1])
+    # Another format is another file; a changed checkpoint is another fingerprint.
+    assert JanusPro.from_pretrained(ckpt, quantize="q6_k").info["quant_cache"] in ("written", "nothing quantized")
+    (ckpt / "pytorch_model.bin").touch()
+    os.utime(ckpt / "pytorch_model.bin", (1, 1))
+    changed = JanusPro.from_pretrained(ckpt, quantize="q8_0")
+    assert changed.info["quant_cache"] == "written" and changed.info["quant_cache_path"] != path
+
+
+def test_a_damaged_cache_file_is_rewritten(tmp_path, monkeypatch, ref):
+    from janus_rs import JanusPro
+
+    monkeypatch.setenv("JANUS_RS_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = copy_tiny(tmp_path / "ckpt")
+    path = JanusPro.from_pretrained(ckpt, quantize="q8_0").info["quant_cache_path"]
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    m = JanusPro.from_pretrained(ckpt, quantize="q8_0")
+    assert m.info["quant_cache"].startswith("rewritten; the old file was unreadable:"), m.info["quant_cache"]
+    again = JanusPro.from_pretrained(ckpt, quantize="q8_0")
+    assert again.info["quant_cache"] == "hit"
+
+
+def test_cache_off_and_nothing_to_cache(tmp_path, monkeypatch):
+    from janus_rs import JanusPro
+
+    monkeypatch.setenv("JANUS_RS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("JANUS_RS_QUANT_CACHE", "0")
+    m = JanusPro.from_pretrained(TINY, quantize="q8_0")
+    assert m.info["quant_cache"] == "off" and m.info["quant_cache_path"] is None
+    monkeypatch.delenv("JANUS_RS_QUANT_CACHE")
+    assert JanusPro.from_pretrained(TINY, quantize="q4_k").info["quant_cache"] == "nothing quantized"
+    assert JanusPro.from_pretrained(TINY).info["quant_cache"] == "off"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_cli_quantize_command(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "janus_rs", "quantize", "--model", str(TINY), "--to", "q8_0",
+           "-o", str(tmp_path / "qc")]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "quantized in" in first.stdout and "13 q8_0" in first.stdout and str(tmp_path / "qc") in first.stdout
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 0 and "already cached" in second.stdout
+    nothing = subprocess.run(cmd[:-4] + ["--to", "q4_k"], capture_output=True, text=True)
+    assert nothing.returncode == 1 and "not cached: nothing quantized" in nothing.stderr
+    missing_to = subprocess.run(cmd[:6], capture_output=True, text=True)
+    assert missing_to.returncode == 2 and "--to" in missing_to.stderr

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Union
 
 from .errors import JanusError
@@ -32,6 +33,7 @@ examples:
   janus-rs generate --model ./Janus-Pro-1B --prompt "a red cat" --num-images 4 --seed 7 --out cat.png
   janus-rs generate --model deepseek-ai/JanusFlow-1.3B --vae stabilityai/sdxl-vae --prompt "a red cat"
   janus-rs understand --model deepseek-ai/Janus-1.3B --roles User Assistant --image cat.png --question "?"
+  janus-rs quantize --model deepseek-ai/Janus-Pro-7B --to q4_k        # once; later --quantize q4_k loads fast
   janus-rs demo --model tests/fixtures/tiny-janus-pro     (an image and an answer, offline)
   janus-rs info --model deepseek-ai/Janus-Pro-7B --offline
   janus-rs info                              (version and CUDA availability only)
@@ -330,6 +332,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    if args.cache_dir is not None:
+        os.environ["JANUS_RS_CACHE_DIR"] = os.fspath(args.cache_dir)
+    if os.environ.get("JANUS_RS_QUANT_CACHE", "").strip() == "0":
+        raise CliError("the quantized-weights cache is off (JANUS_RS_QUANT_CACHE=0): nothing to write to", status=2)
+    args.quantize = args.to
+    start = time.perf_counter()
+    model = _load(args)
+    status, path = model.info["quant_cache"], model.info["quant_cache_path"]
+    formats = ", ".join(f"{n} {f}" for f, n in sorted(model.info["llm_weight_formats"].items()))
+    if status not in ("written", "hit"):
+        raise CliError(f"{args.model} quantized to {args.to} but not cached: {status}")
+    verb = "already cached" if status == "hit" else f"quantized in {time.perf_counter() - start:.1f} s and cached"
+    print(f"{args.model}: {verb} ({formats}): {path}")
+    print(f"later loads with quantize={args.to!r} read it"
+          + (f" when JANUS_RS_CACHE_DIR={args.cache_dir} is set" if args.cache_dir is not None else ""))
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from . import __version__, _backend
 
@@ -372,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"janus-rs {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def model_args(sp: argparse.ArgumentParser, required: bool = True, vae: bool = False) -> None:
+    def model_args(sp: argparse.ArgumentParser, required: bool = True, vae: bool = False,
+                   quantize: bool = True) -> None:
         g = sp.add_argument_group("model")
         g.add_argument("--model", required=required, metavar="FOLDER_OR_HUB_ID",
                        help="checkpoint folder or hub id, e.g. deepseek-ai/Janus-Pro-1B or "
@@ -383,9 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                        help="weights dtype (default: float32 on CPU, bfloat16 on CUDA; on CPU bfloat16 "
                             "keeps the weights in bf16 and computes in float32)")
-        g.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"],
-                       help="keep the LLM's projections and lm_head block-quantized (less memory, "
-                            "faster CPU decoding, approximate: see the README)")
+        if quantize:
+            g.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"],
+                           help="keep the LLM's projections and lm_head block-quantized (less memory, "
+                                "faster CPU decoding, approximate: see the README)")
         g.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
                        help="CPU threads (default: JANUS_RS_NUM_THREADS, else the physical cores)")
         g.add_argument("--roles", nargs=2, default=None, metavar=("USER", "ASSISTANT"),
@@ -445,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-new-tokens", type=_int_at_least(1), default=64, help="most tokens in the description")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
+
+    q = subparser("quantize", "quantize a model's LLM once and keep it in the quantized-weights cache")
+    model_args(q, quantize=False)
+    q.add_argument("--to", required=True, choices=["q8_0", "q6_k", "q4_k"], help="the format")
+    q.add_argument("-o", "--cache-dir", default=None, metavar="DIR",
+                   help="the cache folder (default: JANUS_RS_CACHE_DIR, else ~/.cache/janus-rs/quantized); "
+                        "set JANUS_RS_CACHE_DIR=DIR for later loads to find it")
+    q.set_defaults(func=_cmd_quantize)
 
     i = subparser("info", "print janus-rs's version, CUDA availability and, with --model, the model's facts")
     model_args(i, required=False, vae=True)

@@ -117,7 +117,12 @@ impl WeightStorage {
 #[derive(Debug, Clone)]
 enum Weight {
     Dense(Tensor),
-    Quantized { q: Arc<QTensor>, matmul: QMatMul },
+    /// `name`: the checkpoint tensor it was made from (the quantized-weights cache's key).
+    Quantized {
+        q: Arc<QTensor>,
+        matmul: QMatMul,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +145,23 @@ impl Linear {
         Self::quantized_onto(weight, bias, format, &weight.device().clone())
     }
 
+    /// A layer with an already quantized weight (checkpoint tensor `name`).
+    pub fn from_qtensor(q: Arc<QTensor>, bias: Option<Tensor>, name: String) -> Result<Self> {
+        let matmul = QMatMul::from_arc(q.clone())?;
+        Ok(Self {
+            weight: Weight::Quantized { q, matmul, name },
+            bias,
+        })
+    }
+
+    /// The quantized weight and the checkpoint tensor it came from, if quantized.
+    pub fn quantized_weight(&self) -> Option<(&str, Arc<QTensor>)> {
+        match &self.weight {
+            Weight::Quantized { q, name, .. } => Some((name.as_str(), q.clone())),
+            Weight::Dense(_) => None,
+        }
+    }
+
     /// `weight` quantized on the CPU and the blocks moved to `device`.
     pub fn quantized_onto(
         weight: &Tensor,
@@ -149,12 +171,7 @@ impl Linear {
     ) -> Result<Self> {
         let cpu = weight.to_device(&candle_core::Device::Cpu)?;
         let q = QTensor::quantize_onto(&cpu, format.ggml(), device)?;
-        let q = Arc::new(q);
-        let matmul = QMatMul::from_arc(q.clone())?;
-        Ok(Self {
-            weight: Weight::Quantized { q, matmul },
-            bias,
-        })
+        Self::from_qtensor(Arc::new(q), bias, String::new())
     }
 
     /// The format the weight is kept in: a dtype name ("float32", "bfloat16", ...) or a
@@ -247,7 +264,11 @@ pub fn linear_stored(
                     candle_nn::init::DEFAULT_KAIMING_NORMAL,
                     DType::F32,
                 )?;
-            Linear::quantized_onto(&cpu_weight, bias, format, vb.device())
+            let mut layer = Linear::quantized_onto(&cpu_weight, bias, format, vb.device())?;
+            if let Weight::Quantized { name, .. } = &mut layer.weight {
+                *name = format!("{}.weight", vb.prefix());
+            }
+            Ok(layer)
         }
         _ => Ok(Linear::from_weights(get(storage.dtype(&vb))?, bias)),
     }

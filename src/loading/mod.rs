@@ -5,6 +5,7 @@ pub mod flow_config;
 pub mod hub;
 pub mod layout;
 pub mod pickle_guard;
+pub mod quant_cache;
 pub mod vae_config;
 pub mod weights;
 

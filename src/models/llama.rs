@@ -13,6 +13,7 @@ pub use crate::kernels::masks::{causal_mask_hiding_keys, static_decode_mask};
 use crate::kernels::masks::{pad_keys_mask, padded_causal_mask};
 
 use super::kv_cache::KvCache;
+use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::LlamaConfig;
 
 /// RoPE tables for every position, computed once.
@@ -62,7 +63,7 @@ impl Attention {
     fn new(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
-        let linear = |i, o, name| linear_stored(i, o, false, vb.pp(name), opts.storage);
+        let linear = |i, o, name| projection(i, o, vb.pp(name), opts);
         let q = linear(h, heads * hd, "q_proj")?;
         let k = linear(h, kv_heads * hd, "k_proj")?;
         let v = linear(h, kv_heads * hd, "v_proj")?;
@@ -188,7 +189,7 @@ struct Mlp {
 impl Mlp {
     fn new(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let linear = |i, o, name| linear_stored(i, o, false, vb.pp(name), opts.storage);
+        let linear = |i, o, name| projection(i, o, vb.pp(name), opts);
         let gate = linear(h, i, "gate_proj")?;
         let up = linear(h, i, "up_proj")?;
         let gate_up = if opts.fuse {
@@ -279,13 +280,6 @@ impl DecoderLayer {
     }
 }
 
-/// How the layers are built: fused projections (GPUs) and how weight matrices are kept.
-#[derive(Clone, Copy)]
-struct LoadOpts {
-    fuse: bool,
-    storage: WeightStorage,
-}
-
 pub struct Llama {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
@@ -302,9 +296,27 @@ impl Llama {
     /// Projections are fused on GPUs (see [`QkvProj`]); `storage` says how the weight matrices
     /// (projections, `lm_head`) are kept, and its float form how the token embeddings are.
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder, storage: WeightStorage) -> Result<Self> {
+        Self::new_with_cache(cfg, vb, storage, None)
+    }
+
+    /// As [`Llama::new`], taking quantized matrices from `cache` where it has them.
+    pub fn new_with_cache(
+        cfg: &LlamaConfig,
+        vb: VarBuilder,
+        storage: WeightStorage,
+        cache: Option<&QuantizedWeights>,
+    ) -> Result<Self> {
         // Quantized matrices can't be stacked (and gain nothing from it on CPU).
         let fuse = !vb.device().is_cpu() && !matches!(storage, WeightStorage::Quantized { .. });
-        Self::load(cfg, vb, LoadOpts { fuse, storage })
+        Self::load(
+            cfg,
+            vb,
+            LoadOpts {
+                fuse,
+                storage,
+                cache,
+            },
+        )
     }
 
     fn load(cfg: &LlamaConfig, vb: VarBuilder, opts: LoadOpts) -> Result<Self> {
@@ -333,13 +345,7 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings {
             Linear::from_weights(embed_tokens.embeddings().clone(), None)
         } else {
-            linear_stored(
-                cfg.hidden_size,
-                cfg.vocab_size,
-                false,
-                vb.pp("lm_head"),
-                opts.storage,
-            )?
+            projection(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"), opts)?
         };
         let rotary = Rotary::new(cfg, vb.dtype(), vb.device())?;
         Ok(Self {
@@ -360,27 +366,6 @@ impl Llama {
     /// The dtype of the weights and activations (and of the KV cache).
     pub fn dtype(&self) -> DType {
         self.dtype
-    }
-
-    /// How many weight matrices (projections and `lm_head`) are kept in each format
-    /// ("float32", "bfloat16", "q4_k", ...).
-    pub fn weight_formats(&self) -> std::collections::BTreeMap<&'static str, usize> {
-        let mut counts = std::collections::BTreeMap::new();
-        let mut add = |l: &Linear| *counts.entry(l.format_name()).or_insert(0) += 1;
-        for layer in &self.layers {
-            match &layer.self_attn.qkv {
-                QkvProj::Fused(l) => add(l),
-                QkvProj::Separate { q, k, v } => [q, k, v].into_iter().for_each(&mut add),
-            }
-            add(&layer.self_attn.o_proj);
-            match &layer.mlp.gate_up {
-                GateUp::Fused { gate_up, .. } => add(gate_up),
-                GateUp::Separate { gate, up } => [gate, up].into_iter().for_each(&mut add),
-            }
-            add(&layer.mlp.down_proj);
-        }
-        add(&self.lm_head);
-        counts
     }
 
     pub fn new_cache(&self, capacity: usize) -> KvCache {
@@ -560,3 +545,6 @@ impl Llama {
 
 #[cfg(test)]
 mod tests;
+mod weights;
+
+use weights::{projection, LoadOpts};

@@ -10,7 +10,7 @@ use candle_nn::{rms_norm, RmsNorm, VarBuilder};
 
 use super::understanding::{
     check_in_vocab, check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing,
-    Understanding, UnderstandingParts,
+    QuantCache, Understanding, UnderstandingParts,
 };
 use crate::error::{Error, Result};
 use crate::generation::flow::{
@@ -18,6 +18,7 @@ use crate::generation::flow::{
 };
 use crate::kernels::linear::{linear, Linear};
 use crate::kernels::linear::{QuantFormat, WeightStorage};
+use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::{Checkpoint, CheckpointFiles, JanusFlowConfig};
 use crate::models::llama::Llama;
 use crate::models::sdxl_vae::{VaeConfig, VaeDecoder};
@@ -89,6 +90,8 @@ pub struct JanusFlow {
     /// As asked: of the weight matrices.
     weight_dtype: DType,
     quantize: Option<QuantFormat>,
+    /// The quantized-weights cache: what happened ("off", "hit", "written", ...) and its file.
+    quant_cache: (String, Option<PathBuf>),
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
     num_parameters: usize,
@@ -114,6 +117,7 @@ impl Modules {
         vb: &VarBuilder,
         storage: WeightStorage,
         llm_storage: WeightStorage,
+        cache: Option<&QuantizedWeights>,
     ) -> candle_core::Result<Self> {
         let h = cfg.hidden_size();
         let c = cfg.gen_width();
@@ -125,7 +129,7 @@ impl Modules {
             )?,
             und_aligner: linear(cfg.vision.width, h, vb.pp("vision_und_enc_aligner"))?,
             beg_of_und_embed: vb.get((1, h), "beg_of_und_embed")?,
-            llm: Llama::new(&cfg.language, vb.pp("language_model"), llm_storage)?,
+            llm: Llama::new_with_cache(&cfg.language, vb.pp("language_model"), llm_storage, cache)?,
             gen_enc: ShallowUViTEncoder::new(&cfg.gen_enc, vb.pp("vision_gen_enc_model"))?,
             gen_enc_aligner: linear(c, h, vb.pp("vision_gen_enc_aligner"))?,
             gen_dec_aligner_norm: rms_norm(
@@ -194,13 +198,22 @@ impl JanusFlow {
         };
         let checkpoint = Checkpoint::open_dir(dir)?;
         let weight_files = checkpoint.files().to_vec();
+        let mut quant_cache = QuantCache::open(&weight_files, opts.quantize, &device);
         let num_parameters = checkpoint
             .keys()
             .filter_map(|k| checkpoint.shape(k))
             .map(|s| s.iter().product::<usize>())
             .sum();
         let vb = checkpoint.var_builder(dtype, &device);
-        let m = Modules::new(&config, &vb, storage, llm_storage).map_err(weights_err)?;
+        let m = Modules::new(
+            &config,
+            &vb,
+            storage,
+            llm_storage,
+            quant_cache.weights.as_ref(),
+        )
+        .map_err(weights_err)?;
+        quant_cache.fill(&m.llm, opts.quantize);
         let upscale = vae
             .as_ref()
             .map_or(DEFAULT_VAE_UPSCALE, VaeDecoder::upscale);
@@ -236,6 +249,7 @@ impl JanusFlow {
             compute_dtype: dtype,
             weight_dtype,
             quantize: opts.quantize,
+            quant_cache: (quant_cache.status, quant_cache.path),
             dir: dir.to_path_buf(),
             weight_files,
             num_parameters,
@@ -296,6 +310,10 @@ impl JanusFlow {
     /// The quantized format of the LLM's projections and `lm_head`, if any.
     pub fn quantize(&self) -> Option<QuantFormat> {
         self.quantize
+    }
+    /// What the quantized-weights cache did at load ("off", "hit", "written", ...) and its file.
+    pub fn quant_cache(&self) -> (&str, Option<&Path>) {
+        (&self.quant_cache.0, self.quant_cache.1.as_deref())
     }
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -7,12 +7,13 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::understanding::{
-    check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing, Understanding,
-    UnderstandingParts,
+    check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing, QuantCache,
+    Understanding, UnderstandingParts,
 };
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
 use crate::kernels::linear::{QuantFormat, WeightStorage};
+use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::{Checkpoint, CheckpointFiles, JanusConfig, WeightLayout};
 use crate::models::gen_head::ImageTokenHead;
 use crate::models::llama::Llama;
@@ -62,6 +63,8 @@ pub struct JanusPro {
     /// As asked: of the weight matrices.
     weight_dtype: DType,
     quantize: Option<QuantFormat>,
+    /// The quantized-weights cache: what happened ("off", "hit", "written", ...) and its file.
+    quant_cache: (String, Option<PathBuf>),
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
     num_parameters: usize,
@@ -100,14 +103,22 @@ impl JanusPro {
             config.language.tie_word_embeddings = checkpoint.shape("lm_head.weight").is_none();
         }
         let weight_files = checkpoint.files().to_vec();
+        let mut quant_cache = QuantCache::open(&weight_files, opts.quantize, &device);
         let num_parameters = checkpoint
             .keys()
             .filter_map(|k| checkpoint.shape(k))
             .map(|s| s.iter().product::<usize>())
             .sum();
         let vb = checkpoint.var_builder(dtype, &device);
-        let (vision, aligner, llm) =
-            Self::build_modules(&config, &vb, storage, llm_storage).map_err(weights_err)?;
+        let (vision, aligner, llm) = Self::build_modules(
+            &config,
+            &vb,
+            storage,
+            llm_storage,
+            quant_cache.weights.as_ref(),
+        )
+        .map_err(weights_err)?;
+        quant_cache.fill(&llm, opts.quantize);
         let image_head = ImageTokenHead::new(&config, &vb, storage).map_err(weights_err)?;
         // The VQ tokenizer runs in f32 whatever the LLM dtype: bf16 convs are slow or missing
         // on CPU, and on a GPU bf16 through its ~30 conv/norm layers put the pixels 4.5% (of
@@ -144,6 +155,7 @@ impl JanusPro {
             compute_dtype: dtype,
             weight_dtype,
             quantize: opts.quantize,
+            quant_cache: (quant_cache.status, quant_cache.path),
             dir: dir.to_path_buf(),
             weight_files,
             num_parameters,
@@ -155,13 +167,15 @@ impl JanusPro {
         vb: &VarBuilder,
         storage: WeightStorage,
         llm_storage: WeightStorage,
+        cache: Option<&QuantizedWeights>,
     ) -> candle_core::Result<(SiglipVisionTower, MlpProjector, Llama)> {
         let vision =
             SiglipVisionTower::new(&cfg.vision, vb.pp("vision_model.vision_tower"), storage)?;
         let a = &cfg.aligner;
         let aligner =
             MlpProjector::new(a.input_dim, a.n_embed, a.depth, vb.pp("aligner"), storage)?;
-        let llm = Llama::new(&cfg.language, vb.pp("language_model"), llm_storage)?;
+        let llm =
+            Llama::new_with_cache(&cfg.language, vb.pp("language_model"), llm_storage, cache)?;
         Ok((vision, aligner, llm))
     }
 
@@ -179,6 +193,10 @@ impl JanusPro {
     /// The quantized format of the LLM's projections and `lm_head`, if any.
     pub fn quantize(&self) -> Option<QuantFormat> {
         self.quantize
+    }
+    /// What the quantized-weights cache did at load ("off", "hit", "written", ...) and its file.
+    pub fn quant_cache(&self) -> (&str, Option<&Path>) {
+        (&self.quant_cache.0, self.quant_cache.1.as_deref())
     }
     pub fn dir(&self) -> &Path {
         &self.dir

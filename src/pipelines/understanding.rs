@@ -2,11 +2,14 @@
 //! folder (image processor, processor config, tokenizer) and the splicing of image rows into the
 //! token embeddings of a prompt.
 
+use std::path::PathBuf;
+
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::generation::text::{generate_text, new_token_budget, OnToken, TextGenerationParams};
 use crate::kernels::linear::{FloatStorage, QuantFormat, WeightStorage};
+use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::{CheckpointFiles, ImageProcessorConfig, ProcessorConfig, SiglipConfig};
 use crate::models::llama::Llama;
 use crate::models::siglip::SiglipVisionTower;
@@ -276,6 +279,81 @@ pub trait Understanding {
         let reply = generate_text(llm, &embeds, params, on_token);
         crate::profile::report("understand");
         reply
+    }
+}
+
+/// The quantized-weights cache for one load: what was found, and where to write what is made.
+pub struct QuantCache {
+    pub path: Option<PathBuf>,
+    pub weights: Option<QuantizedWeights>,
+    /// "off", "hit", "miss" (then "written" after loading), or why the cache could not be used.
+    pub status: String,
+}
+
+impl QuantCache {
+    /// Look up the cache file of `weight_files` quantized to `quantize` (nothing when not
+    /// quantizing or when the cache is off). A file that can't be read is ignored (and
+    /// rewritten after quantizing).
+    pub fn open(weight_files: &[PathBuf], quantize: Option<QuantFormat>, device: &Device) -> Self {
+        let off = |status: &str| Self {
+            path: None,
+            weights: None,
+            status: status.into(),
+        };
+        let Some(format) = quantize else {
+            return off("off");
+        };
+        let Some(dir) = crate::loading::quant_cache::cache_dir() else {
+            return off("off");
+        };
+        let path = match crate::loading::quant_cache::cache_file(&dir, weight_files, format.name())
+        {
+            Ok(p) => p,
+            Err(e) => return off(&format!("unusable: {e}")),
+        };
+        if !path.exists() {
+            return Self {
+                path: Some(path),
+                weights: None,
+                status: "miss".into(),
+            };
+        }
+        match QuantizedWeights::read(&path, format.name(), device) {
+            Ok(w) => Self {
+                path: Some(path),
+                weights: Some(w),
+                status: "hit".into(),
+            },
+            Err(e) => Self {
+                path: Some(path),
+                weights: None,
+                status: format!("unreadable: {e}"),
+            },
+        }
+    }
+
+    /// After a load that quantized: write what `llm` holds, unless it came from the cache.
+    pub fn fill(&mut self, llm: &Llama, quantize: Option<QuantFormat>) {
+        let (Some(path), Some(format)) = (&self.path, quantize) else {
+            return;
+        };
+        if self.weights.is_some() {
+            return;
+        }
+        let tensors = llm.quantized_weights();
+        if tensors.is_empty() {
+            self.status = "nothing quantized".into();
+            return;
+        }
+        self.status = match QuantizedWeights::write(path, format.name(), &tensors) {
+            Ok(()) if self.status.starts_with("unreadable") => {
+                format!("rewritten; the old file was {}", self.status)
+            }
+            Ok(()) => "written".into(),
+            Err(e) => format!("not written: {e}"),
+        };
+        // The blocks live in the model now; the cache file is only for the next load.
+        self.weights = None;
     }
 }
 

@@ -77,9 +77,15 @@ pub(crate) fn set_weight_facts(
     d: &Bound<'_, pyo3::types::PyDict>,
     llm: &crate::models::llama::Llama,
     quantize: Option<QuantFormat>,
+    (cache_status, cache_path): (&str, Option<&std::path::Path>),
 ) -> PyResult<()> {
     d.set_item("quantize", quantize.map(QuantFormat::name))?;
-    d.set_item("llm_weight_formats", llm.weight_formats())
+    d.set_item("llm_weight_formats", llm.weight_formats())?;
+    d.set_item("quant_cache", cache_status)?;
+    d.set_item(
+        "quant_cache_path",
+        cache_path.map(|p| p.display().to_string()),
+    )
 }
 
 /// Fix the process's thread count (`None`: `JANUS_RS_NUM_THREADS`, else the physical cores),

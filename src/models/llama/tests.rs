@@ -22,6 +22,7 @@ fn fused_projections_match_separate_ones() -> Result<()> {
     let opts = |fuse| LoadOpts {
         fuse,
         storage: WeightStorage::Float,
+        cache: None,
     };
     let separate = Llama::load(&cfg, vb.clone(), opts(false))?;
     let fused = Llama::load(&cfg, vb, opts(true))?;
