@@ -9,8 +9,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{rms_norm, RmsNorm, VarBuilder};
 
 use super::understanding::{
-    check_in_vocab, check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing,
-    QuantCache, Understanding, UnderstandingParts,
+    check_in_vocab, check_prompt_ids, splice_rows, weights_err, Processing, QuantCache,
+    Understanding, UnderstandingParts, WeightPlan,
 };
 use crate::error::{Error, Result};
 use crate::generation::flow::{
@@ -85,13 +85,7 @@ pub struct JanusFlow {
     vae: Option<VaeDecoder>,
     vae_dir: Option<PathBuf>,
     device: Device,
-    /// Of the activations.
-    compute_dtype: DType,
-    /// As asked: of the weight matrices.
-    weight_dtype: DType,
-    quantize: Option<QuantFormat>,
-    /// The quantized-weights cache: what happened ("off", "hit", "written", ...) and its file.
-    quant_cache: (String, Option<PathBuf>),
+    weights: WeightPlan,
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
     num_parameters: usize,
@@ -178,19 +172,12 @@ impl JanusFlow {
         check_in_vocab("begin_of_generation", begin_of_generation, vocab)?;
         let template = opts.template.clone().unwrap_or_else(ChatTemplate::plain);
         let device = opts.device.clone();
-        let weight_dtype = opts.dtype.unwrap_or(if device.is_cpu() {
-            DType::F32
-        } else {
-            DType::BF16
-        });
-        let (dtype, float_storage) = precision(weight_dtype, &device);
-        let storage: WeightStorage = float_storage.into();
-        let llm_storage = llm_storage(float_storage, opts.quantize);
+        let mut weights = WeightPlan::new(opts.dtype, opts.quantize, &device);
         // The VAE first: its errors (a wrong folder, float16) come before the big model loads.
         let vae = match &opts.vae {
             Some(vae_dir) => Some(Self::load_vae(
                 vae_dir,
-                vae_dtype(opts.vae_dtype, weight_dtype, &device),
+                vae_dtype(opts.vae_dtype, weights.dtype, &device),
                 &device,
                 &config,
             )?),
@@ -204,16 +191,17 @@ impl JanusFlow {
             .filter_map(|k| checkpoint.shape(k))
             .map(|s| s.iter().product::<usize>())
             .sum();
-        let vb = checkpoint.var_builder(dtype, &device);
+        let vb = checkpoint.var_builder(weights.compute_dtype, &device);
         let m = Modules::new(
             &config,
             &vb,
-            storage,
-            llm_storage,
+            weights.storage,
+            weights.llm_storage,
             quant_cache.weights.as_ref(),
         )
         .map_err(weights_err)?;
         quant_cache.fill(&m.llm, opts.quantize);
+        weights.record_cache(quant_cache);
         let upscale = vae
             .as_ref()
             .map_or(DEFAULT_VAE_UPSCALE, VaeDecoder::upscale);
@@ -246,10 +234,7 @@ impl JanusFlow {
             vae_dir: opts.vae.clone(),
             vae,
             device,
-            compute_dtype: dtype,
-            weight_dtype,
-            quantize: opts.quantize,
-            quant_cache: (quant_cache.status, quant_cache.path),
+            weights,
             dir: dir.to_path_buf(),
             weight_files,
             num_parameters,
@@ -301,19 +286,11 @@ impl JanusFlow {
     }
     /// The dtype asked for: of the weight matrices (and, except on CPU, of the activations).
     pub fn dtype(&self) -> DType {
-        self.weight_dtype
+        self.weights.dtype
     }
-    /// The dtype activations run in (f32 on CPU whatever the weights are kept in).
-    pub fn compute_dtype(&self) -> DType {
-        self.compute_dtype
-    }
-    /// The quantized format of the LLM's projections and `lm_head`, if any.
-    pub fn quantize(&self) -> Option<QuantFormat> {
-        self.quantize
-    }
-    /// What the quantized-weights cache did at load ("off", "hit", "written", ...) and its file.
-    pub fn quant_cache(&self) -> (&str, Option<&Path>) {
-        (&self.quant_cache.0, self.quant_cache.1.as_deref())
+    /// How the weights are kept (dtypes, quantization, the quantized-weights cache).
+    pub fn weights(&self) -> &WeightPlan {
+        &self.weights
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -348,7 +325,7 @@ impl JanusFlow {
         }
         Ok(self
             .und_aligner
-            .forward(&features.to_dtype(self.compute_dtype)?)?)
+            .forward(&features.to_dtype(self.weights.compute_dtype)?)?)
     }
 
     /// Input embeddings (1, T, hidden): token embeddings with, per image, the
@@ -456,7 +433,7 @@ impl Understanding for JanusFlow {
             vision: &self.vision,
             llm: &self.llm,
             device: &self.device,
-            dtype: self.compute_dtype,
+            dtype: self.weights.compute_dtype,
             hidden_size: self.config.hidden_size(),
         }
     }

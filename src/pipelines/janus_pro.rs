@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::understanding::{
-    check_prompt_ids, llm_storage, precision, splice_rows, weights_err, Processing, QuantCache,
-    Understanding, UnderstandingParts,
+    check_prompt_ids, splice_rows, weights_err, Processing, QuantCache, Understanding,
+    UnderstandingParts, WeightPlan,
 };
 use crate::error::{Error, Result};
 use crate::generation::image::{generate_image_tokens, ImageGenerationParams, OnStep};
@@ -58,13 +58,7 @@ pub struct JanusPro {
     image_head: ImageTokenHead,
     vq: VqModel,
     device: Device,
-    /// Of the activations.
-    compute_dtype: DType,
-    /// As asked: of the weight matrices.
-    weight_dtype: DType,
-    quantize: Option<QuantFormat>,
-    /// The quantized-weights cache: what happened ("off", "hit", "written", ...) and its file.
-    quant_cache: (String, Option<PathBuf>),
+    weights: WeightPlan,
     dir: PathBuf,
     weight_files: Vec<PathBuf>,
     num_parameters: usize,
@@ -88,14 +82,7 @@ impl JanusPro {
         };
 
         let device = opts.device.clone();
-        let weight_dtype = opts.dtype.unwrap_or(if device.is_cpu() {
-            DType::F32
-        } else {
-            DType::BF16
-        });
-        let (dtype, float_storage) = precision(weight_dtype, &device);
-        let storage: WeightStorage = float_storage.into();
-        let llm_storage = llm_storage(float_storage, opts.quantize);
+        let mut weights = WeightPlan::new(opts.dtype, opts.quantize, &device);
         let checkpoint = Checkpoint::open_dir(dir)?.with_layout(config.layout);
         let mut config = config;
         if config.layout == WeightLayout::Transformers {
@@ -109,17 +96,18 @@ impl JanusPro {
             .filter_map(|k| checkpoint.shape(k))
             .map(|s| s.iter().product::<usize>())
             .sum();
-        let vb = checkpoint.var_builder(dtype, &device);
+        let vb = checkpoint.var_builder(weights.compute_dtype, &device);
         let (vision, aligner, llm) = Self::build_modules(
             &config,
             &vb,
-            storage,
-            llm_storage,
+            weights.storage,
+            weights.llm_storage,
             quant_cache.weights.as_ref(),
         )
         .map_err(weights_err)?;
         quant_cache.fill(&llm, opts.quantize);
-        let image_head = ImageTokenHead::new(&config, &vb, storage).map_err(weights_err)?;
+        weights.record_cache(quant_cache);
+        let image_head = ImageTokenHead::new(&config, &vb, weights.storage).map_err(weights_err)?;
         // The VQ tokenizer runs in f32 whatever the LLM dtype: bf16 convs are slow or missing
         // on CPU, and on a GPU bf16 through its ~30 conv/norm layers put the pixels 4.5% (of
         // their range) off the f32 decode (measured on an H200, tests/test_cuda_bf16.py) for a
@@ -152,10 +140,7 @@ impl JanusPro {
             image_head,
             vq,
             device,
-            compute_dtype: dtype,
-            weight_dtype,
-            quantize: opts.quantize,
-            quant_cache: (quant_cache.status, quant_cache.path),
+            weights,
             dir: dir.to_path_buf(),
             weight_files,
             num_parameters,
@@ -184,19 +169,11 @@ impl JanusPro {
     }
     /// The dtype asked for: of the weight matrices (and, except on CPU, of the activations).
     pub fn dtype(&self) -> DType {
-        self.weight_dtype
+        self.weights.dtype
     }
-    /// The dtype activations run in (f32 on CPU whatever the weights are kept in).
-    pub fn compute_dtype(&self) -> DType {
-        self.compute_dtype
-    }
-    /// The quantized format of the LLM's projections and `lm_head`, if any.
-    pub fn quantize(&self) -> Option<QuantFormat> {
-        self.quantize
-    }
-    /// What the quantized-weights cache did at load ("off", "hit", "written", ...) and its file.
-    pub fn quant_cache(&self) -> (&str, Option<&Path>) {
-        (&self.quant_cache.0, self.quant_cache.1.as_deref())
+    /// How the weights are kept (dtypes, quantization, the quantized-weights cache).
+    pub fn weights(&self) -> &WeightPlan {
+        &self.weights
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -220,7 +197,7 @@ impl JanusPro {
         let _t = crate::profile::stage("aligner", &self.device);
         Ok(self
             .aligner
-            .forward(&features.to_dtype(self.compute_dtype)?)?)
+            .forward(&features.to_dtype(self.weights.compute_dtype)?)?)
     }
 
     /// Input embeddings (1, T, hidden): token embeddings with the image-placeholder positions
@@ -338,7 +315,7 @@ impl JanusPro {
         }
         Ok(self
             .image_head
-            .logits(&hidden.to_dtype(self.compute_dtype)?)?)
+            .logits(&hidden.to_dtype(self.weights.compute_dtype)?)?)
     }
 
     /// LLM input embeddings (…, hidden) of image tokens, through `gen_embed` → `gen_aligner`.
@@ -448,7 +425,7 @@ impl Understanding for JanusPro {
             vision: &self.vision,
             llm: &self.llm,
             device: &self.device,
-            dtype: self.compute_dtype,
+            dtype: self.weights.compute_dtype,
             hidden_size: self.config.language.hidden_size,
         }
     }

@@ -357,28 +357,62 @@ impl QuantCache {
     }
 }
 
-/// The dtype activations run in, and how weight matrices are kept, for the dtype asked.
+/// How a load keeps its weights: the dtype asked, the dtype activations run in, how weight
+/// matrices are stored, and what the quantized-weights cache did. One per loaded model.
 ///
 /// On CPU, bfloat16 means bf16 *storage*: the weight matrices (LLM, SigLIP, projectors, image
 /// head) stay bf16 — exact for the official bf16 checkpoints, half the bytes of f32 — while
 /// activations, norms and accumulation stay f32 (candle has no fast bf16 CPU matmul, and f32
 /// activations keep the f32 path's parity). Elsewhere the dtype is used as asked.
-pub fn precision(asked: DType, device: &Device) -> (DType, FloatStorage) {
-    if device.is_cpu() && asked == DType::BF16 {
-        (DType::F32, FloatStorage::Bf16)
-    } else {
-        (asked, FloatStorage::Float)
-    }
+pub struct WeightPlan {
+    /// As asked (default f32 on CPU, bf16 on GPUs): of the weight matrices.
+    pub dtype: DType,
+    /// Of the activations.
+    pub compute_dtype: DType,
+    pub quantize: Option<QuantFormat>,
+    /// For every float weight matrix (SigLIP, projectors, image head, token embeddings).
+    pub storage: WeightStorage,
+    /// For the LLM's projections and `lm_head`: quantized if asked (with `storage` for the
+    /// matrices a format can't take), else `storage`.
+    pub llm_storage: WeightStorage,
+    /// What the quantized-weights cache did ("off", "hit", "written", ...) and its file.
+    pub cache_status: String,
+    pub cache_path: Option<PathBuf>,
 }
 
-/// How the LLM's weight matrices are kept: quantized if asked (with `float` for the matrices
-/// a format can't take), else `float`.
-pub fn llm_storage(float: FloatStorage, quantize: Option<QuantFormat>) -> WeightStorage {
-    match quantize {
-        Some(format) => WeightStorage::Quantized {
-            format,
-            otherwise: float,
-        },
-        None => float.into(),
+impl WeightPlan {
+    pub fn new(asked: Option<DType>, quantize: Option<QuantFormat>, device: &Device) -> Self {
+        let dtype = asked.unwrap_or(if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        });
+        let (compute_dtype, float) = if device.is_cpu() && dtype == DType::BF16 {
+            (DType::F32, FloatStorage::Bf16)
+        } else {
+            (dtype, FloatStorage::Float)
+        };
+        let llm_storage = match quantize {
+            Some(format) => WeightStorage::Quantized {
+                format,
+                otherwise: float,
+            },
+            None => float.into(),
+        };
+        Self {
+            dtype,
+            compute_dtype,
+            quantize,
+            storage: float.into(),
+            llm_storage,
+            cache_status: "off".into(),
+            cache_path: None,
+        }
+    }
+
+    /// Record what the cache did, once the model is loaded.
+    pub fn record_cache(&mut self, cache: QuantCache) {
+        self.cache_status = cache.status;
+        self.cache_path = cache.path;
     }
 }

@@ -97,9 +97,7 @@ impl JanusFlowModel {
         )?;
         d.set_item("layout", "official")?;
         d.set_item("device", device_name(m.device()))?;
-        d.set_item("dtype", dtype_name(m.dtype()))?;
-        d.set_item("compute_dtype", dtype_name(m.compute_dtype()))?;
-        super::set_weight_facts(&d, m.llm(), m.quantize(), m.quant_cache())?;
+        super::set_weight_facts(&d, m.llm(), m.weights())?;
         d.set_item("num_parameters", m.num_parameters())?;
         d.set_item("hidden_size", c.language.hidden_size)?;
         d.set_item("num_layers", c.language.num_hidden_layers)?;

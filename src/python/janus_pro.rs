@@ -10,7 +10,7 @@ use pyo3::types::PyDict;
 
 use super::chat::{chat_model_methods, map_array};
 use super::{numpy_to_vec, tensor_to_numpy, to_py_err, vec_to_numpy, without_gil};
-use crate::device::{device_name, dtype_name, parse_device, parse_dtype};
+use crate::device::{device_name, parse_device, parse_dtype};
 use crate::error::{Error, Result};
 use crate::generation::postprocess::to_uint8_nhwc;
 use crate::generation::{ImageGenerationParams, SamplingConfig, TextGenerationParams};
@@ -148,9 +148,7 @@ impl JanusProModel {
             },
         )?;
         d.set_item("device", device_name(m.device()))?;
-        d.set_item("dtype", dtype_name(m.dtype()))?;
-        d.set_item("compute_dtype", dtype_name(m.compute_dtype()))?;
-        super::set_weight_facts(&d, m.llm(), m.quantize(), m.quant_cache())?;
+        super::set_weight_facts(&d, m.llm(), m.weights())?;
         d.set_item("num_parameters", m.num_parameters())?;
         d.set_item("hidden_size", c.language.hidden_size)?;
         d.set_item("num_layers", c.language.num_hidden_layers)?;

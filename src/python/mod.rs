@@ -76,15 +76,19 @@ pub(crate) fn parse_quantize(spec: Option<&str>) -> Result<Option<QuantFormat>> 
 pub(crate) fn set_weight_facts(
     d: &Bound<'_, pyo3::types::PyDict>,
     llm: &crate::models::llama::Llama,
-    quantize: Option<QuantFormat>,
-    (cache_status, cache_path): (&str, Option<&std::path::Path>),
+    weights: &crate::pipelines::understanding::WeightPlan,
 ) -> PyResult<()> {
-    d.set_item("quantize", quantize.map(QuantFormat::name))?;
+    d.set_item("dtype", crate::device::dtype_name(weights.dtype))?;
+    d.set_item(
+        "compute_dtype",
+        crate::device::dtype_name(weights.compute_dtype),
+    )?;
+    d.set_item("quantize", weights.quantize.map(QuantFormat::name))?;
     d.set_item("llm_weight_formats", llm.weight_formats())?;
-    d.set_item("quant_cache", cache_status)?;
+    d.set_item("quant_cache", &weights.cache_status)?;
     d.set_item(
         "quant_cache_path",
-        cache_path.map(|p| p.display().to_string()),
+        weights.cache_path.as_ref().map(|p| p.display().to_string()),
     )
 }
 

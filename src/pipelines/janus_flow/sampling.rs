@@ -110,15 +110,15 @@ impl JanusFlow {
         }
         let enc = Encoded {
             skip: x_emb
-                .to_dtype(self.compute_dtype)?
+                .to_dtype(self.weights.compute_dtype)?
                 .permute((0, 2, 3, 1))?
                 .contiguous()?,
-            t_emb: t_emb.to_dtype(self.compute_dtype)?,
+            t_emb: t_emb.to_dtype(self.weights.compute_dtype)?,
             z_emb: hidden.clone(),
         };
         let (y, v) = self
             .net()
-            .decode(&hidden.to_dtype(self.compute_dtype)?, &enc)?;
+            .decode(&hidden.to_dtype(self.weights.compute_dtype)?, &enc)?;
         Ok((y.permute((0, 3, 1, 2))?.contiguous()?, v))
     }
 
