@@ -5,66 +5,20 @@
 //! weight in registers (a bf16 is the top half of an f32) and accumulate in f32, so results
 //! differ from the f32 path only by summation order.
 //!
-//! - Few rows (decode steps, up to [`FEW_ROWS`]): each weight row is read once from memory and
-//!   multiplied against every input row while it sits in L1; threads split the weight rows.
-//!   SIMD levels are chosen at run time — AVX-512F, AVX2+FMA, else portable scalar code — and
-//!   `JANUS_RS_SIMD=scalar|avx2|avx512` caps the level (tests and benchmarks).
+//! - Few rows (decode steps, up to [`FEW_ROWS`]): the few-row kernel ([`super::few_rows`]),
+//!   which reads each weight once and widens it in registers.
 //! - Many rows (prefill, SigLIP): panels of [`PANEL`] weight rows are widened to f32 and handed
 //!   to the f32 GEMM, one panel per task.
-
-use std::sync::OnceLock;
 
 use candle_core::{DType, Result, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
+use super::few_rows::{matmul_few_rows, FEW_ROWS};
 use super::gemm::{gemm_f32, Strided};
 
-/// Up to this many input rows, the few-row kernel; beyond, widened panels and the f32 GEMM.
-pub const FEW_ROWS: usize = 16;
 /// Weight rows widened to f32 at a time on the many-row path.
 const PANEL: usize = 64;
-/// Weight rows per task on the few-row path (≈ 128 KiB of bf16 at width 1024).
-const ROWS_PER_TASK: usize = 64;
-
-/// The instruction-set level of the few-row kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SimdLevel {
-    Scalar,
-    Avx2,
-    Avx512,
-}
-
-/// The best level this CPU supports, capped by `JANUS_RS_SIMD` (read once).
-pub fn simd_level() -> SimdLevel {
-    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = match std::env::var("JANUS_RS_SIMD")
-            .ok()
-            .as_deref()
-            .map(str::trim)
-        {
-            Some("scalar") => SimdLevel::Scalar,
-            Some("avx2") => SimdLevel::Avx2,
-            _ => SimdLevel::Avx512,
-        };
-        detected_level().min(cap)
-    })
-}
-
-/// The best level the CPU supports.
-pub fn detected_level() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            return SimdLevel::Avx512;
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return SimdLevel::Avx2;
-        }
-    }
-    SimdLevel::Scalar
-}
 
 /// `x (m × k, f32) · wᵀ` for `w (n × k, bf16)`: an (m × n) f32 tensor. Both on CPU.
 pub fn matmul_bf16_weight(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -79,6 +33,9 @@ pub fn matmul_bf16_weight(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             w.dtype()
         );
     }
+    if m <= FEW_ROWS {
+        return matmul_few_rows(x, w);
+    }
     let x = x.contiguous()?;
     let w = w.contiguous()?;
     let (xs, _) = x.storage_and_layout();
@@ -89,59 +46,8 @@ pub fn matmul_bf16_weight(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let xv = &xs.as_slice::<f32>()?[x.layout().start_offset()..][..m * k];
     let wv = &ws.as_slice::<bf16>()?[w.layout().start_offset()..][..n * k];
     let mut y = vec![0f32; m * n];
-    if m <= FEW_ROWS {
-        few_rows(simd_level(), xv, wv, (m, n, k), &mut y);
-    } else {
-        many_rows(xv, wv, (m, n, k), &mut y);
-    }
+    many_rows(xv, wv, (m, n, k), &mut y);
     Tensor::from_vec(y, (m, n), x.device())
-}
-
-/// The few-row product at a given level (falls back to scalar where the CPU lacks it).
-pub fn few_rows(
-    level: SimdLevel,
-    x: &[f32],
-    w: &[bf16],
-    (m, n, k): (usize, usize, usize),
-    y: &mut [f32],
-) {
-    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n);
-    let level = level.min(detected_level());
-    // yt is (n × m): each task writes its weight rows' outputs contiguously.
-    let mut yt = vec![0f32; n * m];
-    yt.par_chunks_mut(ROWS_PER_TASK * m.max(1))
-        .enumerate()
-        .for_each(|(task, out)| {
-            let first = task * ROWS_PER_TASK;
-            for (i, out) in out.chunks_mut(m.max(1)).enumerate() {
-                let row = &w[(first + i) * k..][..k];
-                for (r, o) in out.iter_mut().enumerate() {
-                    *o = dot(level, row, &x[r * k..][..k]);
-                }
-            }
-        });
-    for j in 0..n {
-        for r in 0..m {
-            y[r * n + j] = yt[j * m + r];
-        }
-    }
-}
-
-fn dot(level: SimdLevel, w: &[bf16], x: &[f32]) -> f32 {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the level was checked against the CPU's features (`detected_level`).
-        SimdLevel::Avx512 => unsafe { x86::dot_avx512(w, x) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        SimdLevel::Avx2 => unsafe { x86::dot_avx2(w, x) },
-        _ => dot_scalar(w, x),
-    }
-}
-
-/// The scalar reference: widen, multiply, accumulate in f32.
-pub fn dot_scalar(w: &[bf16], x: &[f32]) -> f32 {
-    w.iter().zip(x).map(|(w, x)| w.to_f32() * x).sum()
 }
 
 fn many_rows(x: &[f32], w: &[bf16], (m, n, k): (usize, usize, usize), y: &mut [f32]) {
@@ -149,28 +55,31 @@ fn many_rows(x: &[f32], w: &[bf16], (m, n, k): (usize, usize, usize), y: &mut [f
     (0..n.div_ceil(PANEL)).into_par_iter().for_each(|p| {
         let j0 = p * PANEL;
         let rows = PANEL.min(n - j0);
+        // A bf16 is the top half of an f32 (a shift, so that the loop vectorises).
         let panel: Vec<f32> = w[j0 * k..(j0 + rows) * k]
             .iter()
-            .map(|v| v.to_f32())
+            .map(|v| f32::from_bits((v.to_bits() as u32) << 16))
             .collect();
         let y_ptr = &y_ptr;
-        // SAFETY: dst is y[:, j0..j0 + rows] (row stride n), disjoint between panels; lhs is x
-        // (m × k, row-major); rhs is the panel read as (k × rows) (column j = weight row j).
+        // As in `gemm::matmul_x_wt`, the weight is the left operand: yᵀ[j0..j0 + rows, :] =
+        // panel (rows × k) · xᵀ (k × m). SAFETY: dst is y[:, j0..j0 + rows] (y row-major, m × n,
+        // read with strides (1, n)), disjoint between panels; the panel is (rows × k) row-major;
+        // xᵀ is x (m × k, row-major) read with strides (1, k).
         unsafe {
             gemm_f32(
-                (m, rows, k),
+                (rows, m, k),
                 Strided {
                     ptr: y_ptr.0.add(j0),
-                    col_stride: 1,
-                    row_stride: n,
+                    col_stride: n,
+                    row_stride: 1,
                 },
                 Strided {
-                    ptr: x.as_ptr(),
+                    ptr: panel.as_ptr(),
                     col_stride: 1,
                     row_stride: k,
                 },
                 Strided {
-                    ptr: panel.as_ptr(),
+                    ptr: x.as_ptr(),
                     col_stride: k,
                     row_stride: 1,
                 },
@@ -185,68 +94,6 @@ fn many_rows(x: &[f32], w: &[bf16], (m, n, k): (usize, usize, usize), y: &mut [f
 struct SendPtr(*mut f32);
 // SAFETY: each task writes a disjoint column block of y through it (see `many_rows`).
 unsafe impl Sync for SendPtr {}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use half::bf16;
-
-    /// # Safety
-    /// The CPU must support AVX-512F; `x.len() >= w.len()`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot_avx512(w: &[bf16], x: &[f32]) -> f32 {
-        let k = w.len();
-        let (wp, xp) = (w.as_ptr() as *const u16, x.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= k {
-            let w0 = _mm256_loadu_si256(wp.add(i) as *const __m256i);
-            let w1 = _mm256_loadu_si256(wp.add(i + 16) as *const __m256i);
-            let w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(w0), 16));
-            let w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(w1), 16));
-            acc0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp.add(i)), acc0);
-            acc1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp.add(i + 16)), acc1);
-            i += 32;
-        }
-        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-        while i < k {
-            sum += w[i].to_f32() * x[i];
-            i += 1;
-        }
-        sum
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; `x.len() >= w.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_avx2(w: &[bf16], x: &[f32]) -> f32 {
-        let k = w.len();
-        let (wp, xp) = (w.as_ptr() as *const u16, x.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= k {
-            let w0 = _mm_loadu_si128(wp.add(i) as *const __m128i);
-            let w1 = _mm_loadu_si128(wp.add(i + 8) as *const __m128i);
-            let w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w0), 16));
-            let w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w1), 16));
-            acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(i + 8)), acc1);
-            i += 16;
-        }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let mut sum = _mm_cvtss_f32(_mm_add_ss(half, _mm_shuffle_ps(half, half, 1)));
-        while i < k {
-            sum += w[i].to_f32() * x[i];
-            i += 1;
-        }
-        sum
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -285,29 +132,6 @@ mod tests {
                 (g - w).abs() <= 2e-6 * scale * 4.0,
                 "{what}[{i}]: {g} vs {w}"
             );
-        }
-    }
-
-    #[test]
-    fn every_level_matches_the_reference() {
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (1, 70, 31),
-            (2, 130, 64),
-            (3, 65, 100),
-            (16, 9, 517),
-        ] {
-            let (x, w) = data(m, n, k);
-            let want = reference(&x, &w, (m, n, k));
-            for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
-                if level > detected_level() {
-                    eprintln!("{level:?} not supported here: not tested");
-                    continue;
-                }
-                let mut y = vec![f32::NAN; m * n];
-                few_rows(level, &x, &w, (m, n, k), &mut y);
-                assert_close(&y, &want, &format!("{level:?} m={m} n={n} k={k}"));
-            }
         }
     }
 

@@ -19,6 +19,8 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::bf16_matmul::matmul_bf16_weight;
+use super::few_rows::{matmul_few_rows, FEW_ROWS};
+use super::gemm::matmul_x_wt;
 
 /// A block-quantized weight format (llama.cpp's, through candle's kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +298,12 @@ impl Linear {
         };
         let y = if x.device().is_cpu() && w.dtype() == DType::BF16 && x.dtype() == DType::F32 {
             matmul_bf16_weight(x, w)?
+        } else if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+            if rows <= FEW_ROWS {
+                matmul_few_rows(x, w)?
+            } else {
+                matmul_x_wt(x, w)?
+            }
         } else if x.device().is_cpu() && (2..=WEIGHT_LEFT_MAX_ROWS).contains(&rows) {
             w.matmul(&x.t()?)?.t()?.contiguous()?
         } else {

@@ -7,6 +7,7 @@ pub mod attention;
 pub mod bf16_matmul;
 pub mod conv;
 pub mod depthwise;
+pub mod few_rows;
 pub mod gemm;
 pub mod group_norm;
 pub mod linear;
