@@ -106,18 +106,15 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
     )))
 }
 
-/// `None` for "auto"/absent: f32 on CPU (bf16 is slow there), bf16 on GPUs.
-pub fn parse_dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
+/// A dtype name; `None` for "auto" or absent — the loader then picks the default for the device
+/// and the checkpoint (`pipelines::understanding::WeightPlan`).
+pub fn parse_dtype(spec: Option<&str>) -> Result<Option<DType>> {
     let s = spec.map(|s| s.trim().to_ascii_lowercase());
     match s.as_deref() {
-        None | Some("auto") => Ok(if device.is_cpu() {
-            DType::F32
-        } else {
-            DType::BF16
-        }),
-        Some("float32" | "f32" | "fp32") => Ok(DType::F32),
-        Some("bfloat16" | "bf16") => Ok(DType::BF16),
-        Some("float16" | "f16" | "fp16" | "half") => Ok(DType::F16),
+        None | Some("auto") => Ok(None),
+        Some("float32" | "f32" | "fp32") => Ok(Some(DType::F32)),
+        Some("bfloat16" | "bf16") => Ok(Some(DType::BF16)),
+        Some("float16" | "f16" | "fp16" | "half") => Ok(Some(DType::F16)),
         Some(other) => Err(Error::input(format!(
             "unsupported dtype {other:?}: use \"float32\", \"bfloat16\", \"float16\" or \"auto\""
         ))),

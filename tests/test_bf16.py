@@ -125,7 +125,7 @@ def test_cpu_bfloat16_keeps_weights_narrow_and_computes_in_float32(ref, fref):
     pro = JanusPro.from_pretrained(TINY, dtype="bfloat16")
     assert (pro.dtype, pro.info["compute_dtype"]) == ("bfloat16", "float32")
     assert "dtype='bfloat16'" in repr(pro)
-    f32 = JanusPro.from_pretrained(TINY)
+    f32 = JanusPro.from_pretrained(TINY, dtype="float32")
     assert (f32.dtype, f32.info["compute_dtype"]) == ("float32", "float32")
     # Same bf16 weights, f32 compute: only the order of summation differs.
     hidden, _ = pro.forward(ref["und_inputs_embeds"])

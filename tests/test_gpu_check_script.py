@@ -63,7 +63,8 @@ def test_every_phase_leaves_one_json_line(cpu_run):
     assert len(agree) == 4 and all(r["identical"] for r in agree), agree
     quant = {r["format"]: r for r in p["quantize"]["quantize"]}
     assert set(quant) == {"none", "q8_0"}, quant
-    assert quant["q8_0"]["weight_formats"] == {"q8_0": 13, "float32": 2}
+    # The default dtype: bf16 storage on CPU for the bf16-stored fixture, bf16 on GPUs.
+    assert quant["q8_0"]["weight_formats"] == {"q8_0": 13, "bfloat16": 2}
     assert quant["q8_0"]["cfg_step_ms"] > 0 and 0 <= quant["q8_0"]["greedy_agree_first64"] <= 16
     if not HAVE_TORCH:  # the torch phases are skipped, saying why
         for name in ("anchors", "reference_1b"):

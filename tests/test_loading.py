@@ -48,7 +48,10 @@ def test_reduced_precision_dtypes(ref, dtype, tol):
 
 def test_info_and_repr(model):
     info = model.info
-    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    # The tiny checkpoint is stored in bf16, as the official ones are: on CPU the default keeps
+    # the weights in bf16 and computes in float32.
+    assert info["device"] == "cpu" and info["dtype"] == "bfloat16"
+    assert info["compute_dtype"] == "float32"
     assert info["hidden_size"] == 64 and info["num_layers"] == 2 and info["vocab_size"] == 416
     assert info["num_image_tokens"] == 16 and info["image_size"] == 64
     assert info["roles"] == ("<|User|>", "<|Assistant|>")
@@ -58,7 +61,7 @@ def test_info_and_repr(model):
     }
     assert model.token_id("<|User|>") == 410
     r = repr(model)
-    assert "tiny-janus-pro" in r and "cpu" in r and "float32" in r and "parameters=" in r
+    assert "tiny-janus-pro" in r and "cpu" in r and "bfloat16" in r and "parameters=" in r
 
 
 def test_llama_defaults_apply_when_fields_are_absent(tmp_path, ref):
@@ -85,3 +88,28 @@ def test_model_can_be_dropped_and_reloaded():
         m = JanusPro.from_pretrained(TINY)
         assert m.num_parameters > 0
         del m
+
+
+def test_default_dtype_follows_the_stored_weights(tmp_path):
+    """CPU default: bf16 storage for a bf16 checkpoint (same results as float32), float32 for an
+    f32 one; an explicit dtype always wins."""
+    from fixture_variants import read_safetensors, safetensors_bytes
+
+    tensors, metadata = read_safetensors(VARIANTS / "model.safetensors")
+    widened = {name: ("F32", (arr.astype(np.uint32) << 16).view(np.float32)) if dtype == "BF16"
+               else (dtype, arr) for name, (dtype, arr) in tensors.items()}
+    f32_dir = make_checkpoint(tmp_path / "f32", [])
+    (f32_dir / "model.safetensors").write_bytes(safetensors_bytes(widened, metadata))
+
+    from_bf16 = JanusPro.from_pretrained(TINY)
+    from_f32 = JanusPro.from_pretrained(f32_dir)
+    explicit = JanusPro.from_pretrained(TINY, dtype="float32")
+    assert from_bf16.info["dtype"] == "bfloat16" and from_bf16.info["compute_dtype"] == "float32"
+    assert from_f32.info["dtype"] == "float32" and explicit.info["dtype"] == "float32"
+
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    answers = [m.understand(image, "What is this?", max_new_tokens=6) for m in (from_bf16, from_f32, explicit)]
+    assert answers[0] == answers[1] == answers[2]
+    tokens = [m.generate_tokens("a cat", seed=3) for m in (from_bf16, from_f32, explicit)]
+    np.testing.assert_array_equal(tokens[0], tokens[1])
+    np.testing.assert_array_equal(tokens[0], tokens[2])

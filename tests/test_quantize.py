@@ -24,7 +24,7 @@ TINY_FLOW = FIXTURES / "tiny-janusflow"
 def q8():
     from janus_rs import JanusPro
 
-    return JanusPro.from_pretrained(TINY, quantize="q8_0")
+    return JanusPro.from_pretrained(TINY, dtype="float32", quantize="q8_0")
 
 
 @pytest.mark.parametrize(
@@ -65,12 +65,12 @@ def test_unquantizable_widths_stay_float_exactly(ref, caplog):
     from janus_rs import JanusPro
 
     with caplog.at_level(logging.INFO, logger="janus_rs"):
-        m = JanusPro.from_pretrained(TINY, quantize="q4_k")
+        m = JanusPro.from_pretrained(TINY, dtype="float32", quantize="q4_k")
     assert m.info["llm_weight_formats"] == {"float32": 15}
     assert "quantize=q4_k: 15 of 15 LLM weight matrices stay float32" in caplog.text
     # Nothing was quantized: the float32 results, unchanged.
     hidden, logits = m.forward(ref["und_inputs_embeds"])
-    plain = JanusPro.from_pretrained(TINY)
+    plain = JanusPro.from_pretrained(TINY, dtype="float32")
     hidden_f32, logits_f32 = plain.forward(ref["und_inputs_embeds"])
     np.testing.assert_array_equal(hidden, hidden_f32)
     np.testing.assert_array_equal(logits, logits_f32)
@@ -81,7 +81,7 @@ def test_unquantized_model_says_nothing(caplog):
 
     with caplog.at_level(logging.INFO, logger="janus_rs"):
         m = JanusPro.from_pretrained(TINY)
-    assert m.quantize is None and m.info["llm_weight_formats"] == {"float32": 15}
+    assert m.quantize is None and m.info["llm_weight_formats"] == {"bfloat16": 15}
     assert "quantize" not in caplog.text and "quantize" not in repr(m)
 
 

@@ -403,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--offline", action="store_true", help="use only the local HF cache (like HF_HUB_OFFLINE=1)")
         g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                       help="weights dtype (default: float32 on CPU, bfloat16 on CUDA; on CPU bfloat16 "
-                            "keeps the weights in bf16 and computes in float32)")
+                       help="weights dtype (default: bfloat16 on CUDA; on CPU bfloat16 for checkpoints "
+                            "stored in bf16, else float32; on CPU bfloat16 keeps the weights in bf16 "
+                            "and computes in float32)")
         if quantize:
             g.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"],
                            help="keep the LLM's projections and lm_head block-quantized (less memory, "

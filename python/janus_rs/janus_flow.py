@@ -77,7 +77,8 @@ class JanusFlow(ChatModel):
             vae_revision: branch, tag or commit of the VAE's hub id.
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
             dtype: the model's dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``None`` /
-                ``"auto"`` (float32 on CPU, bfloat16 on CUDA); the short names of
+                ``"auto"`` (on CUDA bfloat16; on CPU bfloat16 for checkpoints stored in bf16, else
+                float32); the short names of
                 :meth:`JanusPro.from_pretrained` are accepted too. On CPU ``"bfloat16"`` keeps
                 the LLM's and SigLIP's weight matrices in bf16 and computes in float32
                 (``info["compute_dtype"]``).

@@ -72,7 +72,8 @@ class JanusPro(ChatModel):
             revision: branch, tag or commit of a hub id (default ``"main"``).
             device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, or ``None`` / ``"auto"``
-                (float32 on CPU, bfloat16 on CUDA). On CPU ``"bfloat16"`` keeps the weight
+                (on CUDA bfloat16; on CPU bfloat16 for checkpoints stored in bf16, as the official
+                ones are, else float32). On CPU ``"bfloat16"`` keeps the weight
                 matrices in bf16 (half the memory; exact for the official bf16 checkpoints) and
                 computes in float32, so results match float32 to rounding
                 (``info["compute_dtype"]``). Also accepted: ``"f32"``, ``"fp32"``,

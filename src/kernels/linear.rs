@@ -10,7 +10,7 @@
 //! slower beyond ~128 rows, where the usual order is kept).
 //!
 //! A weight may be kept in bf16 on CPU while the activations stay f32 ([`WeightStorage::Bf16`]):
-//! the products then run in [`super::bf16_matmul`], widening the weight as it is read.
+//! the products then run in [`super::weight_matmul`], widening the weight as it is read.
 
 use std::sync::Arc;
 
@@ -18,9 +18,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::bf16_matmul::matmul_bf16_weight;
-use super::few_rows::{matmul_few_rows, FEW_ROWS};
-use super::gemm::matmul_x_wt;
+use super::weight_matmul::matmul_weight;
 
 /// A block-quantized weight format (llama.cpp's, through candle's kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,31 +277,58 @@ pub fn linear_stored(
 /// Up to this many rows, CPU products are computed as `W · xᵀ`.
 const WEIGHT_LEFT_MAX_ROWS: usize = 128;
 
+/// Rows per call of a q4_K product on CPU (see [`quantized_forward`]): below candle's AMX
+/// threshold (32) and a multiple of its 4-row tiles.
+const Q4K_CHUNK_ROWS: usize = 28;
+
+/// Whether q4_K products may use candle's AMX path (`JANUS_RS_Q4K_AMX=1`; read once).
+fn q4k_amx_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var("JANUS_RS_Q4K_AMX").is_ok_and(|v| v.trim() == "1"))
+}
+
+/// A quantized product. On CPUs with AMX, candle runs q4_K products of 32 rows or more (a
+/// prefill) on AMX tiles that it unpacks on first use into a *third* copy of the matrix, one byte
+/// per weight — more than the q4_K matrix and its repacked copy together (Janus-Pro-7B q4_k:
+/// 19.5 GB peak instead of about 9). So such products run in chunks of [`Q4K_CHUNK_ROWS`] rows
+/// unless `JANUS_RS_Q4K_AMX=1` trades that memory for a faster prefill.
+fn quantized_forward(matmul: &QMatMul, q: &QTensor, x: &Tensor) -> Result<Tensor> {
+    let rows = x.dim(0)?;
+    if !x.device().is_cpu()
+        || q.dtype() != GgmlDType::Q4K
+        || rows <= Q4K_CHUNK_ROWS
+        || q4k_amx_allowed()
+    {
+        return matmul.forward(x);
+    }
+    let parts = (0..rows)
+        .step_by(Q4K_CHUNK_ROWS)
+        .map(|r0| matmul.forward(&x.narrow(0, r0, Q4K_CHUNK_ROWS.min(rows - r0))?))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 0)
+}
+
 impl Linear {
     fn forward_2d(&self, x: &Tensor) -> Result<Tensor> {
         let rows = x.dim(0)?;
         let w = match &self.weight {
-            Weight::Quantized { matmul, .. } => {
+            Weight::Quantized { matmul, q, .. } => {
                 // candle's quantized products take f32 inputs on every path (on CUDA the
                 // dequantize-then-GEMM path refuses bf16 ones): bf16 activations are widened.
                 let y = match x.dtype() {
-                    DType::F32 => matmul.forward(&x.contiguous()?)?,
-                    dt => matmul
-                        .forward(&x.to_dtype(DType::F32)?.contiguous()?)?
+                    DType::F32 => quantized_forward(matmul, q, &x.contiguous()?)?,
+                    dt => quantized_forward(matmul, q, &x.to_dtype(DType::F32)?.contiguous()?)?
                         .to_dtype(dt)?,
                 };
                 return self.add_bias(y);
             }
             Weight::Dense(w) => w,
         };
-        let y = if x.device().is_cpu() && w.dtype() == DType::BF16 && x.dtype() == DType::F32 {
-            matmul_bf16_weight(x, w)?
-        } else if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
-            if rows <= FEW_ROWS {
-                matmul_few_rows(x, w)?
-            } else {
-                matmul_x_wt(x, w)?
-            }
+        let y = if x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && matches!(w.dtype(), DType::F32 | DType::BF16)
+        {
+            matmul_weight(x, w)?
         } else if x.device().is_cpu() && (2..=WEIGHT_LEFT_MAX_ROWS).contains(&rows) {
             w.matmul(&x.t()?)?.t()?.contiguous()?
         } else {
@@ -383,6 +408,26 @@ mod tests {
     /// Each format against the f32 product on its own dequantized weights (only the activation
     /// rounding inside candle's kernels differs: tight) and against the original weights (the
     /// format's loss, documented in the README), for 1, 2 and 16 rows, with a bias.
+    #[test]
+    fn q4k_products_of_many_rows_run_in_chunks_with_the_same_result() -> Result<()> {
+        // 61 rows: two full chunks and a partial one; each row's result must not depend on the
+        // rows it is computed with.
+        let dev = Device::Cpu;
+        let (n, k, rows) = (64, 256, 61);
+        let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?;
+        let q = Linear::quantized(&w, None, QuantFormat::Q4K)?;
+        let x = Tensor::randn(0f32, 1.0, (rows, k), &dev)?;
+        let all = q.forward(&x)?;
+        assert_eq!(all.dims(), &[rows, n]);
+        let one_by_one = (0..rows)
+            .map(|r| q.forward(&x.narrow(0, r, 1)?))
+            .collect::<Result<Vec<_>>>()?;
+        let one_by_one = Tensor::cat(&one_by_one, 0)?;
+        let err = rel_rms(&all, &one_by_one)?;
+        assert!(err < 1e-5, "chunked vs row by row: {err}");
+        Ok(())
+    }
+
     #[test]
     fn quantized_layers_match_their_dequantized_weights() -> Result<()> {
         let dev = Device::Cpu;

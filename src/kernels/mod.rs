@@ -4,7 +4,6 @@
 //! them. On other devices each falls back to candle's ops.
 pub mod activation;
 pub mod attention;
-pub mod bf16_matmul;
 pub mod conv;
 pub mod depthwise;
 pub mod few_rows;
@@ -12,4 +11,5 @@ pub mod gemm;
 pub mod group_norm;
 pub mod linear;
 pub mod masks;
+pub mod weight_matmul;
 pub mod winograd;

@@ -236,6 +236,19 @@ impl Checkpoint {
         self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
+    /// The floating-point dtype most of the checkpoint's parameters are stored in.
+    pub fn stored_float_dtype(&self) -> Option<DType> {
+        let mut counts: Vec<(DType, usize)> = Vec::new();
+        for e in self.entries.values().filter(|e| e.dtype.is_float()) {
+            let n = e.shape.iter().product::<usize>();
+            match counts.iter_mut().find(|(d, _)| *d == e.dtype) {
+                Some((_, c)) => *c += n,
+                None => counts.push((e.dtype, n)),
+            }
+        }
+        counts.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
+    }
+
     /// A `VarBuilder` over this checkpoint.
     pub fn var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())

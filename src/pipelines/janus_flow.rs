@@ -172,7 +172,12 @@ impl JanusFlow {
         check_in_vocab("begin_of_generation", begin_of_generation, vocab)?;
         let template = opts.template.clone().unwrap_or_else(ChatTemplate::plain);
         let device = opts.device.clone();
-        let mut weights = WeightPlan::new(opts.dtype, opts.quantize, &device);
+        // Only the stored dtype is read here (for the default dtype): a broken checkpoint is
+        // reported when it is opened for real, after the VAE.
+        let stored = Checkpoint::open_dir(dir)
+            .ok()
+            .and_then(|c| c.stored_float_dtype());
+        let mut weights = WeightPlan::new(opts.dtype, opts.quantize, &device, stored);
         // The VAE first: its errors (a wrong folder, float16) come before the big model loads.
         let vae = match &opts.vae {
             Some(vae_dir) => Some(Self::load_vae(

@@ -82,8 +82,13 @@ impl JanusPro {
         };
 
         let device = opts.device.clone();
-        let mut weights = WeightPlan::new(opts.dtype, opts.quantize, &device);
         let checkpoint = Checkpoint::open_dir(dir)?.with_layout(config.layout);
+        let mut weights = WeightPlan::new(
+            opts.dtype,
+            opts.quantize,
+            &device,
+            checkpoint.stored_float_dtype(),
+        );
         let mut config = config;
         if config.layout == WeightLayout::Transformers {
             // save_pretrained drops lm_head.weight when it is tied to the token embeddings.

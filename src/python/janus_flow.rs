@@ -64,15 +64,12 @@ impl JanusFlowModel {
     ) -> PyResult<Self> {
         crate::threads::configure(threads).map_err(to_py_err)?;
         let device = parse_device(device).map_err(to_py_err)?;
-        let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
+        let dtype = parse_dtype(dtype).map_err(to_py_err)?;
         let quantize = super::parse_quantize(quantize).map_err(to_py_err)?;
-        let vae_dtype = match vae_dtype {
-            Some(d) => Some(parse_dtype(Some(d), &device).map_err(to_py_err)?),
-            None => None,
-        };
+        let vae_dtype = parse_dtype(vae_dtype).map_err(to_py_err)?;
         let opts = FlowLoadOptions {
             device,
-            dtype: Some(dtype),
+            dtype,
             quantize,
             template: roles.map(|(user, assistant)| ChatTemplate { user, assistant }),
             vae,

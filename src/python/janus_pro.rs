@@ -114,12 +114,12 @@ impl JanusProModel {
     ) -> PyResult<Self> {
         crate::threads::configure(threads).map_err(to_py_err)?;
         let device = parse_device(device).map_err(to_py_err)?;
-        let dtype = parse_dtype(dtype, &device).map_err(to_py_err)?;
+        let dtype = parse_dtype(dtype).map_err(to_py_err)?;
         let quantize = super::parse_quantize(quantize).map_err(to_py_err)?;
         let template = roles.map(|(user, assistant)| ChatTemplate { user, assistant });
         let opts = LoadOptions {
             device,
-            dtype: Some(dtype),
+            dtype,
             quantize,
             template,
         };
