@@ -381,12 +381,14 @@ mod x86 {
     );
 }
 
+/// Test data and checks shared by the CPU product kernels' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_data {
+    use half::bf16;
 
-    fn inputs(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
-        // Deterministic values of mixed sign and magnitude, exactly representable in bf16.
+    /// x (m × k) and w (n × k): deterministic values of mixed sign and magnitude, the weights
+    /// exactly representable in bf16.
+    pub fn inputs(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
         let x = (0..m * k)
             .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0)
             .collect();
@@ -396,7 +398,8 @@ mod tests {
         (x, w)
     }
 
-    fn reference(x: &[f32], w: &[f32], (m, n, k): (usize, usize, usize)) -> Vec<f32> {
+    /// `x · wᵀ` summed in f64.
+    pub fn reference(x: &[f32], w: &[f32], (m, n, k): (usize, usize, usize)) -> Vec<f32> {
         let mut y = vec![0f32; m * n];
         for r in 0..m {
             for j in 0..n {
@@ -409,12 +412,19 @@ mod tests {
         y
     }
 
-    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    /// Every element within `rel` of the largest |want| (at least 1e-3).
+    pub fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
         let scale = want.iter().fold(1e-3f32, |a, v| a.max(v.abs()));
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= 1e-5 * scale, "{what}[{i}]: {g} vs {w}");
+            assert!((g - w).abs() <= rel * scale, "{what}[{i}]: {g} vs {w}");
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_data::*;
+    use super::*;
 
     #[test]
     fn every_level_and_element_type_matches_the_reference() {
@@ -441,10 +451,10 @@ mod tests {
                 let what = format!("{level:?} m={m} n={n} k={k}");
                 let mut y = vec![f32::NAN; m * n];
                 few_rows(level, &x, &w, (m, n, k), &mut y);
-                assert_close(&y, &want, &format!("f32 {what}"));
+                assert_close(&y, &want, 1e-5, &format!("f32 {what}"));
                 let mut y = vec![f32::NAN; m * n];
                 few_rows(level, &x, &wb, (m, n, k), &mut y);
-                assert_close(&y, &want, &format!("bf16 {what}"));
+                assert_close(&y, &want, 1e-5, &format!("bf16 {what}"));
             }
         }
     }
@@ -459,6 +469,6 @@ mod tests {
         few_rows(SimdLevel::Scalar, &x, &w, (m, n, k), &mut scalar);
         let mut best = vec![0f32; m * n];
         few_rows(detected_level(), &x, &w, (m, n, k), &mut best);
-        assert_close(&best, &scalar, "best level vs scalar");
+        assert_close(&best, &scalar, 1e-5, "best level vs scalar");
     }
 }

@@ -274,7 +274,8 @@ pub fn linear_stored(
     }
 }
 
-/// Up to this many rows, CPU products are computed as `W · xᵀ`.
+/// Up to this many rows, CPU products of weights candle multiplies (float16; f32 and bf16 go to
+/// [`matmul_weight`]) are computed as `W · xᵀ`.
 const WEIGHT_LEFT_MAX_ROWS: usize = 128;
 
 /// Rows per call of a q4_K product on CPU (see [`quantized_forward`]): below candle's AMX
@@ -290,7 +291,7 @@ fn q4k_amx_allowed() -> bool {
 /// A quantized product. On CPUs with AMX, candle runs q4_K products of 32 rows or more (a
 /// prefill) on AMX tiles that it unpacks on first use into a *third* copy of the matrix, one byte
 /// per weight — more than the q4_K matrix and its repacked copy together (Janus-Pro-7B q4_k:
-/// 19.5 GB peak instead of about 9). So such products run in chunks of [`Q4K_CHUNK_ROWS`] rows
+/// 19.5 GB peak with it, 12.0 GB without). So such products run in chunks of [`Q4K_CHUNK_ROWS`] rows
 /// unless `JANUS_RS_Q4K_AMX=1` trades that memory for a faster prefill.
 fn quantized_forward(matmul: &QMatMul, q: &QTensor, x: &Tensor) -> Result<Tensor> {
     let rows = x.dim(0)?;

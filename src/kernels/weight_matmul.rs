@@ -129,57 +129,34 @@ unsafe impl Sync for SendPtr {}
 
 #[cfg(test)]
 mod tests {
+    use super::super::few_rows::test_data::{assert_close, inputs, reference};
     use super::*;
     use candle_core::Device;
-
-    fn data(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<bf16>) {
-        // Deterministic values of mixed sign and magnitude.
-        let x = (0..m * k)
-            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0)
-            .collect();
-        let w = (0..n * k)
-            .map(|i| bf16::from_f32(((i * 104729 % 997) as f32 / 997.0 - 0.5) * 0.2))
-            .collect();
-        (x, w)
-    }
-
-    fn reference(x: &[f32], w: &[bf16], (m, n, k): (usize, usize, usize)) -> Vec<f32> {
-        let mut y = vec![0f32; m * n];
-        for r in 0..m {
-            for j in 0..n {
-                let mut s = 0f64;
-                for i in 0..k {
-                    s += w[j * k + i].to_f64() * x[r * k + i] as f64;
-                }
-                y[r * n + j] = s as f32;
-            }
-        }
-        y
-    }
-
-    fn assert_close(got: &[f32], want: &[f32], what: &str) {
-        let scale = want.iter().fold(1e-3f32, |a, v| a.max(v.abs()));
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 2e-6 * scale * 4.0,
-                "{what}[{i}]: {g} vs {w}"
-            );
-        }
-    }
 
     #[test]
     fn tensor_entry_point_few_and_many_rows() -> Result<()> {
         for &(m, n, k) in &[(2, 200, 96), (17, 130, 40), (40, 64, 300), (70, 150, 33)] {
-            let (x, w) = data(m, n, k);
-            let want = reference(&x, &w, (m, n, k));
+            let (x, w32) = inputs(m, n, k);
+            let want = reference(&x, &w32, (m, n, k));
+            let w: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
             let xt = Tensor::from_vec(x, (m, k), &Device::Cpu)?;
             let wt = Tensor::from_vec(w, (n, k), &Device::Cpu)?;
             let y = matmul_weight(&xt, &wt)?;
             assert_eq!(y.dims(), &[m, n]);
-            assert_close(&y.flatten_all()?.to_vec1()?, &want, &format!("bf16 m={m}"));
+            assert_close(
+                &y.flatten_all()?.to_vec1()?,
+                &want,
+                8e-6,
+                &format!("bf16 m={m}"),
+            );
             // The same weights in f32 (bf16 widens exactly) through the f32 path.
             let y32 = matmul_weight(&xt, &wt.to_dtype(DType::F32)?)?;
-            assert_close(&y32.flatten_all()?.to_vec1()?, &want, &format!("f32 m={m}"));
+            assert_close(
+                &y32.flatten_all()?.to_vec1()?,
+                &want,
+                8e-6,
+                &format!("f32 m={m}"),
+            );
             // Non-contiguous input (a transposed view) gives the same result.
             let xt2 = xt.t()?.contiguous()?.t()?;
             let y2 = matmul_weight(&xt2, &wt)?;

@@ -236,6 +236,14 @@ impl Checkpoint {
         self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
+    /// Elements in all tensors of the checkpoint.
+    pub fn num_parameters(&self) -> usize {
+        self.entries
+            .values()
+            .map(|e| e.shape.iter().product::<usize>())
+            .sum()
+    }
+
     /// The floating-point dtype most of the checkpoint's parameters are stored in.
     pub fn stored_float_dtype(&self) -> Option<DType> {
         let mut counts: Vec<(DType, usize)> = Vec::new();

@@ -172,9 +172,11 @@ impl JanusFlow {
         check_in_vocab("begin_of_generation", begin_of_generation, vocab)?;
         let template = opts.template.clone().unwrap_or_else(ChatTemplate::plain);
         let device = opts.device.clone();
-        // Only the stored dtype is read here (for the default dtype): a broken checkpoint is
-        // reported when it is opened for real, after the VAE.
-        let stored = Checkpoint::open_dir(dir)
+        // Opened now for its stored dtype (the default dtype); an error in it is reported after
+        // the VAE's.
+        let checkpoint = Checkpoint::open_dir(dir);
+        let stored = checkpoint
+            .as_ref()
             .ok()
             .and_then(|c| c.stored_float_dtype());
         let mut weights = WeightPlan::new(opts.dtype, opts.quantize, &device, stored);
@@ -188,14 +190,10 @@ impl JanusFlow {
             )?),
             None => None,
         };
-        let checkpoint = Checkpoint::open_dir(dir)?;
+        let checkpoint = checkpoint?;
         let weight_files = checkpoint.files().to_vec();
         let mut quant_cache = QuantCache::open(&weight_files, opts.quantize, &device);
-        let num_parameters = checkpoint
-            .keys()
-            .filter_map(|k| checkpoint.shape(k))
-            .map(|s| s.iter().product::<usize>())
-            .sum();
+        let num_parameters = checkpoint.num_parameters();
         let vb = checkpoint.var_builder(weights.compute_dtype, &device);
         let m = Modules::new(
             &config,

@@ -96,11 +96,7 @@ impl JanusPro {
         }
         let weight_files = checkpoint.files().to_vec();
         let mut quant_cache = QuantCache::open(&weight_files, opts.quantize, &device);
-        let num_parameters = checkpoint
-            .keys()
-            .filter_map(|k| checkpoint.shape(k))
-            .map(|s| s.iter().product::<usize>())
-            .sum();
+        let num_parameters = checkpoint.num_parameters();
         let vb = checkpoint.var_builder(weights.compute_dtype, &device);
         let (vision, aligner, llm) = Self::build_modules(
             &config,
