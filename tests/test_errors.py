@@ -420,8 +420,9 @@ def test_bad_generation_parameters(model, kwargs, message):
     [
         ([], "the conversation is empty"),
         ([{"content": "hi"}], "must be a dict with 'role' and 'content'"),
-        ([{"role": "system", "content": "hi"}], "unknown role \"system\""),
-        ([{"role": "user", "content": 3}], "content must be a string"),
+        ([{"role": "system", "content": "hi"}], "the conversation has only system messages"),
+        ([{"role": "narrator", "content": "hi"}], "unknown role \"narrator\""),
+        ([{"role": "user", "content": 3}], "content must be a string or a list of parts"),
     ],
 )
 def test_bad_conversations(model, messages, message):

@@ -12,9 +12,8 @@ import numpy as np
 from . import _backend
 from .errors import InputError, InputTypeError
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
+from ._messages import IMAGE_TAG, normalise_conversation
 from .streaming import stream_tokens
-
-IMAGE_TAG = "<image_placeholder>"
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful language and vision assistant. You are able to understand the visual content "
@@ -244,13 +243,40 @@ class ChatModel:
              {"role": "user", "content": "What colour is it?"}]
 
         Each ``<image_placeholder>`` takes the next image of its message's ``images``; a message
-        with images but no placeholder gets one placeholder line per image before its text.
-        Other arguments (``stream`` included) are as in :meth:`understand`.
+        with images but no placeholder gets one placeholder line per image before its text (the
+        official training format). Images may be anything :meth:`understand` takes, or
+        ``data:image/...;base64,...`` URLs. Roles are ``user``/``assistant`` (any case) or the
+        checkpoint's own strings (``<|User|>``, ``User``); a trailing empty assistant turn is
+        allowed; ``system`` messages become the system prompt (then don't also pass
+        ``system_prompt``).
+
+        The OpenAI and Hugging Face spellings work too, so their conversations need no rewriting::
+
+            [{"role": "system", "content": "Answer briefly."},
+             {"role": "user", "content": [
+                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR..."}},
+                 {"type": "image", "path": "cat.png"},          # HF: url | path | image | base64
+                 {"type": "text", "text": "What differs between these two?"}]}]
+
+        A message's images come first (its ``images`` list, then its image parts in order), one
+        placeholder line each, then its text parts joined by newlines, unless the text places
+        the ``<image_placeholder>`` tags itself. ``http(s)://`` image URLs are not downloaded
+        here (``janus-rs serve`` fetches them, with limits). Other arguments (``stream``
+        included) are as in :meth:`understand`.
+
+        Raises:
+            InputError: a malformed conversation (the message and part are named), e.g. an
+                unknown part type, or placeholder tags that don't match the images.
+            ImageError: an image that cannot be decoded (bad base64, not an image).
         """
-        turns, images = self._normalise_messages(messages)
+        conversation = normalise_conversation(messages)
+        if conversation.system_prompt is not None:
+            if system_prompt is not None:
+                raise InputError("the system prompt is given twice: as a system message and as system_prompt=")
+            system_prompt = conversation.system_prompt
         return self._reply(
-            turns,
-            images,
+            conversation.turns,
+            conversation.images,
             system_prompt,
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
@@ -314,33 +340,6 @@ class ChatModel:
         if stream:
             return stream_tokens(run, decode, on_token)
         return decode(run(on_token))
-
-    @staticmethod
-    def _normalise_messages(messages: Iterable[Message]) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
-        turns: list[tuple[str, str]] = []
-        images: list[np.ndarray] = []
-        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
-            raise InputTypeError(
-                f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
-            )
-        for i, m in enumerate(messages):
-            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-                raise InputError(f"message {i} must be a dict with 'role' and 'content' keys, got {m!r}")
-            content = m["content"]
-            if not isinstance(content, str):
-                raise InputError(f"message {i}: content must be a string, got {type(content).__name__}")
-            imgs = to_rgb_arrays(m.get("images"))
-            if imgs and IMAGE_TAG not in content:
-                content = "".join(IMAGE_TAG + "\n" for _ in imgs) + content
-            elif content.count(IMAGE_TAG) != len(imgs):
-                raise InputError(
-                    f"message {i} has {content.count(IMAGE_TAG)} {IMAGE_TAG} tags but {len(imgs)} images"
-                )
-            turns.append((str(m["role"]), content))
-            images.extend(imgs)
-        if not turns:
-            raise InputError("the conversation is empty")
-        return turns, images
 
     # ------------------------------------------------------------------ pipeline stages
     def format_prompt(self, messages: Sequence[tuple[str, str]], *, system_prompt: str | None = None) -> str:

@@ -138,6 +138,7 @@ class JanusPro(ChatModel):
         prompt: str | Sequence[str],
         *,
         num_images: int = 1,
+        parallel_size: int | None = None,
         cfg_weight: float = 5.0,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -154,8 +155,12 @@ class JanusPro(ChatModel):
         image; (image_size/16)² steps; the VQ decoder turns the tokens into pixels.
 
         Args:
-            prompt: the image description, or a list of them.
-            num_images: images per prompt (the official ``parallel_size``), default 1.
+            prompt: the image description, or a list of them. A prompt already rendered with
+                the SFT template and ending in ``<begin_of_image>`` (what the official README
+                passes: ``sft_format + vl_chat_processor.image_start_tag``) is used as it is,
+                not wrapped a second time.
+            num_images: images per prompt, default 1.
+            parallel_size: the official name of ``num_images``, accepted as an alias.
             cfg_weight: classifier-free guidance weight (official default 5).
             temperature: sampling temperature (official default 1); 0 takes the argmax.
             top_k, top_p: optional extra filtering of the guided distribution (off by default,
@@ -171,6 +176,7 @@ class JanusPro(ChatModel):
             ``.tokens`` (``N×grid²``) and ``.seed``. Ctrl-C raises ``KeyboardInterrupt`` within one
             step.
         """
+        num_images = _num_images(num_images, parallel_size)
         tokens, used_seed, prompts = self._generate_tokens(
             prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images
         )
@@ -182,6 +188,7 @@ class JanusPro(ChatModel):
         prompt: str | Sequence[str],
         *,
         num_images: int = 1,
+        parallel_size: int | None = None,
         cfg_weight: float = 5.0,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -192,6 +199,7 @@ class JanusPro(ChatModel):
     ) -> np.ndarray:
         """Like :meth:`generate` but stops before the VQ decoder: returns the ``(N, grid²)``
         int64 image tokens (decode them later with :meth:`decode_tokens`)."""
+        num_images = _num_images(num_images, parallel_size)
         tokens, _seed, _prompts = self._generate_tokens(
             prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images
         )
@@ -272,3 +280,12 @@ class JanusPro(ChatModel):
     def image_token_embeddings(self, tokens: Sequence[int]) -> np.ndarray:
         """LLM input embeddings of image tokens (``gen_embed`` → ``gen_aligner``)."""
         return self._native.image_token_embeddings(_token_ids("tokens", tokens))
+
+
+def _num_images(num_images: int, parallel_size: int | None) -> int:
+    """``num_images``, or the official ``parallel_size`` when that is given instead."""
+    if parallel_size is None:
+        return num_images
+    if num_images != 1 and num_images != parallel_size:
+        raise InputError(f"num_images={num_images!r} and parallel_size={parallel_size!r} disagree: give one of them")
+    return parallel_size

@@ -383,10 +383,17 @@ impl JanusFlow {
     // ------------------------------------------------------------------ generation
 
     /// The official generation prompt: `User: {prompt}\n\nAssistant:` (empty system prompt),
-    /// BOS first, then `<｜begin▁of▁generation｜>` (dropped before the LLM, as officially).
+    /// BOS first, then `<｜begin▁of▁generation｜>` (dropped before the LLM, as officially). A
+    /// prompt already in that form (`sft_format + image_gen_tag`) is not wrapped again.
     pub fn generation_prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
         if prompt.trim().is_empty() {
             return Err(Error::input("the prompt is empty"));
+        }
+        let tag = self.tokenizer.decode(&[self.begin_of_generation], false)?;
+        if let Some(body) = self.template.pre_rendered_generation_prompt(prompt, &tag) {
+            let mut ids = self.tokenizer.encode_with_bos(body)?;
+            ids.push(self.begin_of_generation);
+            return Ok(ids);
         }
         let text = self.template.render_for_reply(
             "",

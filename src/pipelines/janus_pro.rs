@@ -249,10 +249,19 @@ impl JanusPro {
     }
 
     /// The official generation prompt: the SFT template with an empty system prompt, then
-    /// `<begin_of_image>`; BOS first.
+    /// `<begin_of_image>`; BOS first. A prompt already in that form (the official README passes
+    /// `sft_format + image_start_tag`) is tokenized as it is instead of being wrapped again.
     pub fn generation_prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
         if prompt.trim().is_empty() {
             return Err(Error::input("the prompt is empty"));
+        }
+        let tag = self
+            .tokenizer
+            .decode(&[self.tokenizer.special.begin_of_image], false)?;
+        if let Some(body) = self.template.pre_rendered_generation_prompt(prompt, &tag) {
+            let mut ids = self.tokenizer.encode_with_bos(body)?;
+            ids.push(self.tokenizer.special.begin_of_image);
+            return Ok(ids);
         }
         let text = self.template.render_for_reply(
             "",

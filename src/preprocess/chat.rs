@@ -86,6 +86,23 @@ impl ChatTemplate {
         out.trim().to_string()
     }
 
+    /// The body of a generation prompt the caller already rendered with this template, as the
+    /// official text-to-image code does (`sft_format + image_start_tag`): `prompt` without a
+    /// trailing `tag` when, after that, it has a user turn and ends with the empty assistant
+    /// turn (`...{assistant}:`). `None` for a plain description, which still needs the template.
+    pub fn pre_rendered_generation_prompt<'a>(
+        &self,
+        prompt: &'a str,
+        tag: &str,
+    ) -> Option<&'a str> {
+        let trimmed = prompt.trim_end();
+        let body = trimmed.strip_suffix(tag).unwrap_or(trimmed);
+        let text = body.trim();
+        let user = format!("{}:", self.user);
+        let assistant = format!("{}:", self.assistant);
+        (text.contains(&user) && text.ends_with(&assistant)).then_some(body)
+    }
+
     /// A prompt that asks the assistant to answer `messages`: an empty assistant turn is
     /// appended unless the conversation already ends with one.
     pub fn render_for_reply(&self, system_prompt: &str, messages: &[Message]) -> String {
@@ -171,6 +188,38 @@ mod tests {
         assert_eq!(
             t.render_for_reply("", &[msg(Role::User, "a red cat")]),
             "<|User|>: a red cat\n\n<|Assistant|>:"
+        );
+    }
+
+    #[test]
+    fn pre_rendered_generation_prompts_are_recognised() {
+        let t = ChatTemplate::janus_pro();
+        let sft = t.render_for_reply("", &[msg(Role::User, "a red cat")]);
+        let tag = "<begin_of_image>";
+        assert_eq!(
+            t.pre_rendered_generation_prompt(&format!("{sft}{tag}"), tag),
+            Some(sft.as_str())
+        );
+        assert_eq!(
+            t.pre_rendered_generation_prompt(&sft, tag),
+            Some(sft.as_str())
+        );
+        for plain in [
+            "a red cat",
+            "a sign reading <|Assistant|>:",
+            "<|User|>: a red cat",
+        ] {
+            assert_eq!(
+                t.pre_rendered_generation_prompt(plain, tag),
+                None,
+                "{plain}"
+            );
+        }
+        let flow = ChatTemplate::plain();
+        let sft = flow.render_for_reply("", &[msg(Role::User, "a red cat")]);
+        assert_eq!(
+            flow.pre_rendered_generation_prompt(&format!("{sft}<gen>"), "<gen>"),
+            Some(sft.as_str())
         );
     }
 
