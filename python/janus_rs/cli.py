@@ -19,6 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Union
 
+from ._auto import is_janusflow, load_model
 from .errors import JanusError
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ examples:
   janus-rs demo --model tests/fixtures/tiny-janus-pro     (an image and an answer, offline)
   janus-rs info --model deepseek-ai/Janus-Pro-7B --offline
   janus-rs info                              (version and CUDA availability only)
+  janus-rs serve --model deepseek-ai/Janus-Pro-1B --port 8000   (OpenAI-compatible server; needs
+                                                   pip install "janus-rs[server]")
 
 --model takes a local checkpoint folder (official deepseek-ai or transformers layout) or a
 Hugging Face hub id, looked up in the HF cache (HF_HOME / HF_HUB_CACHE) and downloaded if
@@ -190,15 +193,6 @@ def _check_images(images: list[str] | None) -> None:
 
 
 # ---------------------------------------------------------------------- loading
-def _is_janusflow(path: str) -> bool:
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return False  # the loader reports an unreadable config with its own message
-    return isinstance(config, dict) and "vision_und_enc_config" in config
-
-
 def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
     """Load --model as JanusPro or JanusFlow, whichever its config.json says it is."""
     from . import _native
@@ -207,17 +201,11 @@ def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
     vae = getattr(args, "vae", None)
     roles = tuple(args.roles) if getattr(args, "roles", None) else None
     model: Model
-    if _is_janusflow(path):
+    if is_janusflow(path):
         if needs_vae and vae is None:
             raise CliError(f"{args.model} is a JanusFlow checkpoint: pass --vae PATH_OR_ID to generate "
                            "images (the SDXL VAE, e.g. --vae stabilityai/sdxl-vae)", status=2)
         _check_flow_options(args)
-        from .janus_flow import JanusFlow
-
-        model = JanusFlow.from_pretrained(path, vae=vae, device=args.device, dtype=args.dtype,
-                                          quantize=getattr(args, "quantize", None), roles=roles,
-                                          threads=getattr(args, "threads", None),
-                                          local_files_only=args.offline)
     else:
         if vae is not None:
             raise CliError(f"--vae is for JanusFlow checkpoints; {args.model} is a Janus-Pro/Janus "
@@ -225,11 +213,9 @@ def _load(args: argparse.Namespace, *, needs_vae: bool = False) -> "Model":
         if getattr(args, "num_steps", None) is not None:
             raise CliError(f"--num-steps is for JanusFlow checkpoints; {args.model} is a Janus-Pro/Janus "
                            "checkpoint (it samples a fixed number of image tokens): drop --num-steps", status=2)
-        from .janus_pro import JanusPro
-
-        model = JanusPro.from_pretrained(path, device=args.device, dtype=args.dtype,
-                                         quantize=getattr(args, "quantize", None), roles=roles,
-                                         threads=getattr(args, "threads", None))
+    model = load_model(path, vae=vae, local_files_only=args.offline,  # type: ignore[assignment]
+                       device=args.device, dtype=args.dtype, quantize=getattr(args, "quantize", None), roles=roles,
+                       threads=getattr(args, "threads", None))
     if os.path.normpath(path) != os.path.normpath(args.model):  # a hub id: show it, not the cache folder
         model._name = args.model
         model._info["name"] = args.model
@@ -367,6 +353,45 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as e:
+        raise CliError(f"the server needs extra packages ({e}): pip install \"janus-rs[server]\"", status=2) from None
+    if args.allowed_local_media_path is not None and not os.path.isdir(args.allowed_local_media_path):
+        raise CliError(f"--allowed-local-media-path {args.allowed_local_media_path}: no such folder", status=2)
+    if not (args.max_media_mb > 0 and args.media_timeout > 0):
+        raise CliError("--max-media-mb and --media-timeout must be positive", status=2)
+    import logging
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Load before binding the port, so that a bad --model is a one-line error, not a traceback.
+    model = _load(args)
+    api_key = args.api_key if args.api_key is not None else (os.environ.get("JANUS_RS_API_KEY") or None)
+    app = create_app(
+        model,
+        served_model_name=args.served_model_name,
+        api_key=api_key,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        max_images=args.max_images,
+        default_max_tokens=args.max_tokens,
+        strict_size=args.strict_size,
+        remote_media=not args.no_remote_media,
+        allowed_media_domains=args.allowed_media_domains,
+        allowed_local_media_path=args.allowed_local_media_path,
+        max_media_bytes=int(args.max_media_mb * 1024 * 1024),
+        media_timeout=args.media_timeout,
+    )
+    name = args.served_model_name or model.name
+    print(f"janus-rs: serving {name!r} ({type(model).__name__}, {model.device}) at "
+          f"http://{args.host}:{args.port}/v1{' (API key required)' if api_key else ''}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 class _HelpFormatter(argparse.HelpFormatter):
     """Adds "(default: X)" to an option's help when it has a meaningful default and the help
@@ -477,6 +502,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the cache folder (default: JANUS_RS_CACHE_DIR, else ~/.cache/janus-rs/quantized); "
                         "set JANUS_RS_CACHE_DIR=DIR for later loads to find it")
     q.set_defaults(func=_cmd_quantize)
+
+    sv = subparser("serve", "serve a model over an OpenAI-compatible HTTP API (chat with images, image "
+                            "generation); needs pip install \"janus-rs[server]\"")
+    model_args(sv, vae=True)
+    h = sv.add_argument_group("server")
+    h.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it to the network)")
+    h.add_argument("--port", type=_int_at_least(0), default=8000, help="port to listen on")
+    h.add_argument("--served-model-name", default=None, metavar="NAME",
+                   help="the model id clients use (default: the model's folder name or hub id)")
+    h.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: JANUS_RS_API_KEY if set, else no key)")
+    h.add_argument("--max-concurrency", type=_int_at_least(1), default=1, metavar="N",
+                   help="model calls running at once; more requests wait")
+    h.add_argument("--max-queue", type=_int_at_least(0), default=64, metavar="N",
+                   help="requests that may wait; beyond that the server answers 429")
+    h.add_argument("--max-images", type=_int_at_least(1), default=10, metavar="N",
+                   help="most images (n) per image request")
+    h.add_argument("--max-tokens", type=_int_at_least(1), default=512, metavar="N",
+                   help="new tokens for chat requests that give no max_tokens")
+    h.add_argument("--strict-size", action="store_true",
+                   help="refuse image sizes other than the model's own (default: resize with LANCZOS)")
+    m = sv.add_argument_group("chat images")
+    m.add_argument("--no-remote-media", action="store_true",
+                   help="don't download http(s) image URLs (data: URLs always work)")
+    m.add_argument("--allowed-media-domains", nargs="+", default=None, metavar="HOST",
+                   help="download images only from these hosts and their subdomains")
+    m.add_argument("--allowed-local-media-path", default=None, metavar="FOLDER",
+                   help="allow file:// URLs and paths of images inside FOLDER (default: none)")
+    m.add_argument("--max-media-mb", type=float, default=20.0, metavar="MB",
+                   help="largest image accepted, inline or downloaded")
+    m.add_argument("--media-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="time allowed for one image download")
+    sv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="log level of the server and its access log")
+    sv.set_defaults(func=_cmd_serve)
 
     i = subparser("info", "print janus-rs's version, CUDA availability and, with --model, the model's facts")
     model_args(i, required=False, vae=True)
