@@ -308,3 +308,13 @@ def test_serve_cli_errors(tmp_path):
     folder = run("--model", str(TINY), "--allowed-local-media-path", str(tmp_path / "nope"))
     assert folder.returncode == 2 and "no such folder" in folder.stderr
     assert Path(TINY).exists()
+
+
+def test_the_example_client_runs(live, tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "openai_client.py"
+    proc = subprocess.run([sys.executable, str(example), "--base-url", live.url, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "model: tiny-janus-pro" in proc.stdout and "answer:" in proc.stdout
+    for i in range(2):
+        assert Image.open(tmp_path / f"openai-client-{i}.png").size == (512, 512)

@@ -68,6 +68,24 @@ def conversation(model: JanusPro, image: Path) -> str:
     return reply
 
 
+def openai_style_chat(model: JanusPro, data_url: str) -> str:
+    """The conversation formats other stacks write work unchanged."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url}},
+                                     {"type": "text", "text": "What is this?"}]},
+    ]
+    return model.chat(messages, max_new_tokens=16)
+
+
+def server_app(model: JanusPro) -> Any:
+    """The OpenAI-compatible ASGI app around a loaded model (extra [server])."""
+    from janus_rs.server import create_app
+
+    app = create_app(model, api_key="secret", max_concurrency=1, remote_media=False)
+    return app
+
+
 def report(done: int, total: int) -> None:
     if done == total or done % 100 == 0:
         print(f"  {done}/{total} image tokens", file=sys.stderr)

@@ -215,7 +215,10 @@ async def chat_completions(request: Request, engine: Engine, body: dict[str, Any
     admitted = True
     try:
         try:
-            conversation = await asyncio.to_thread(normalise_conversation, params.messages, resolve=media.resolve)
+            if _has_images(params.messages):  # decoding (and maybe downloading) off the event loop
+                conversation = await asyncio.to_thread(normalise_conversation, params.messages, resolve=media.resolve)
+            else:
+                conversation = normalise_conversation(params.messages, resolve=media.resolve)
         except JanusError as e:
             raise _media_error(e) from None
         loop = asyncio.get_running_loop()
@@ -297,8 +300,17 @@ async def _sse(event: tuple[Any, ...], events: "asyncio.Queue[tuple[Any, ...]]",
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     opened: set[int] = set()
+    pending: list[tuple[Any, ...]] = []
     while True:
         kind = event[0]
+        if kind == "text":  # pieces that are already waiting go out as one chunk
+            while not events.empty():
+                following = events.get_nowait()
+                if following[0] == "text" and following[1] == event[1]:
+                    event = ("text", event[1], event[2] + following[2])
+                else:
+                    pending.append(following)
+                    break
         if kind in ("text", "end") and event[1] not in opened:
             opened.add(event[1])
             yield chunk(event[1], {"role": "assistant", "content": ""})
@@ -320,7 +332,7 @@ async def _sse(event: tuple[Any, ...], events: "asyncio.Queue[tuple[Any, ...]]",
             log.warning("%s chat (stream) failed after the response started: %s", request_id, err.message)
             yield f"data: {json.dumps(err.body())}\n\n"
             break
-        event = await events.get()
+        event = pending.pop(0) if pending else await events.get()
     yield "data: [DONE]\n\n"
 
 
@@ -337,6 +349,11 @@ class _SSEResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._on_close()
+
+
+def _has_images(messages: list[Any]) -> bool:
+    return any(isinstance(m, dict) and (m.get("images") or not isinstance(m.get("content"), (str, type(None))))
+               for m in messages)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
