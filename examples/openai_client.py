@@ -19,7 +19,7 @@ import mimetypes
 import sys
 from pathlib import Path
 
-from openai import OpenAI
+from openai import APIConnectionError, OpenAI
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_IMAGE = HERE.parent / "tests" / "fixtures" / "tiny-janus-pro-reference" / "input.png"
@@ -38,8 +38,13 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("."))
     args = p.parse_args()
 
-    client = OpenAI(base_url=args.base_url, api_key=args.api_key)
-    model = client.models.list().data[0].id
+    client = OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0)
+    try:
+        model = client.models.list().data[0].id
+    except APIConnectionError:
+        print(f"no server at {args.base_url}: start one with `janus-rs serve --model tests/fixtures/tiny-janus-pro`",
+              file=sys.stderr)
+        return 1
     print(f"model: {model}")
 
     messages = [{"role": "user", "content": [

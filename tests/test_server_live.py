@@ -307,6 +307,11 @@ def test_serve_cli_errors(tmp_path):
     assert missing.returncode == 1 and missing.stderr.startswith("janus-rs: error:") and "Traceback" not in missing.stderr
     folder = run("--model", str(TINY), "--allowed-local-media-path", str(tmp_path / "nope"))
     assert folder.returncode == 2 and "no such folder" in folder.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = run("--model", str(TINY), "--port", str(taken.getsockname()[1]))
+    assert busy.returncode == 2 and "cannot listen on 127.0.0.1:" in busy.stderr and "in use" in busy.stderr
     assert Path(TINY).exists()
 
 

@@ -353,6 +353,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail before the model is loaded if the address can't be bound (port taken, bad host)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as e:
+        raise CliError(f"--host {host}: {e.strerror or e}", status=2) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise CliError(f"cannot listen on {host}:{port}: {e.strerror or e}", status=2) from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -364,6 +381,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"--allowed-local-media-path {args.allowed_local_media_path}: no such folder", status=2)
     if not (args.max_media_mb > 0 and args.media_timeout > 0):
         raise CliError("--max-media-mb and --media-timeout must be positive", status=2)
+    _check_can_listen(args.host, args.port)
     import logging
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -134,6 +134,9 @@ def create_app(
             log.info("loading %s", model)
             loaded = await asyncio.to_thread(load_model, model, progress=False, **load_options)
             log.info("loaded %r", loaded)
+        if not getattr(loaded, "has_vae", True):
+            log.warning("%s is a JanusFlow model loaded without a VAE: image requests will be refused "
+                        "(pass vae= / --vae stabilityai/sdxl-vae)", loaded.name)
         app.state.engine = Engine(loaded, options.served_model_name or loaded.name,
                                   max_concurrency=options.max_concurrency, max_queue=options.max_queue)
         app.state.images = ImageStore(ttl=options.image_url_ttl)
