@@ -167,15 +167,15 @@ def test_native_layer_validates_too(flow):
     native = flow._native
     z = np.zeros((1, 4, 8, 8), np.float32)
     with pytest.raises(InputError, match="num_steps"):
-        native.generate_latents([PROMPT], 1, 2.0, 0, 0, None, 8)
+        native.generate_latents([PROMPT], [1], 2.0, 0, [0], None, 8)
     with pytest.raises(InputError, match="cfg_weight"):
-        native.generate_latents([PROMPT], 1, math.nan, 1, 0, None, 8)
+        native.generate_latents([PROMPT], [1], math.nan, 1, [0], None, 8)
     with pytest.raises(InputError, match="initial_noise"):
-        native.generate_latents([PROMPT], 1, 2.0, 1, 0, np.zeros((1, 4, 4, 4), np.float32), 8)
+        native.generate_latents([PROMPT], [1], 2.0, 1, [0], np.zeros((1, 4, 4, 4), np.float32), 8)
     with pytest.raises(InputError, match="NaN"):
-        native.generate_latents([PROMPT], 1, 2.0, 1, 0, np.full_like(z, np.nan), 8)
+        native.generate_latents([PROMPT], [1], 2.0, 1, [0], np.full_like(z, np.nan), 8)
     with pytest.raises(InputError, match="limit"):
-        native.generate_latents([PROMPT], 9, 2.0, 1, 0, None, 8)
+        native.generate_latents([PROMPT], [9], 2.0, 1, [0], None, 8)
 
 
 def test_kv_cache_limit(flow, monkeypatch):

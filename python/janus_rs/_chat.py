@@ -431,6 +431,36 @@ def _prompts(prompt: Any) -> list[str]:
     raise InputTypeError(f"prompt must be a string or a non-empty list of strings, got {_describe(prompt)}")
 
 
+def _per_prompt_counts(num_images: Any, n_prompts: int) -> list[int]:
+    """``num_images`` (one int, or one per prompt) as one count per prompt."""
+    if isinstance(num_images, (list, tuple)):
+        if len(num_images) != n_prompts:
+            raise InputError(f"num_images has {len(num_images)} entries but there are {n_prompts} prompts")
+        for i, n in enumerate(num_images):
+            _check_int(f"num_images[{i}]", n, minimum=1)
+        return [int(n) for n in num_images]
+    _check_int("num_images", num_images, minimum=1)
+    return [int(num_images)] * n_prompts
+
+
+def _per_prompt_seeds(seed: Any, n_prompts: int) -> tuple[list[int], int | list[int]]:
+    """One seed per prompt from ``seed`` (None: a fresh one for all, an int for all, or a list
+    with one per prompt), and the value to report as ``result.seed``."""
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbits(64)
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n_prompts:
+            raise InputError(f"seed has {len(seed)} entries but there are {n_prompts} prompts")
+        for i, s in enumerate(seed):
+            _check_int(f"seed[{i}]", s, minimum=0)
+        seeds = [int(s) for s in seed]
+        return seeds, list(seeds)
+    _check_int("seed", seed, minimum=0)
+    return [int(seed)] * n_prompts, int(seed)
+
+
 def _describe(value: Any) -> str:
     r = repr(value)
     return r if len(r) <= 60 else type(value).__name__

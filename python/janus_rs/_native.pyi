@@ -68,15 +68,15 @@ class JanusProModel:
     def generate_image_tokens(
         self,
         prompts: list[str],
-        num_images: int,
+        num_images: list[int],
         cfg_weight: float,
         temperature: float,
         top_k: int | None,
         top_p: float | None,
-        seed: int | None,
+        seeds: list[int],
         max_images: int,
         on_step: Callable[[int], Any] | None = None,
-    ) -> tuple[npt.NDArray[np.uint32], int]: ...
+    ) -> npt.NDArray[np.uint32]: ...
     def decode_image_tokens(self, tokens: list[int], n: int) -> npt.NDArray[np.uint8]: ...
     def decode_image_tokens_float(self, tokens: list[int], n: int) -> npt.NDArray[np.float32]: ...
     def vq_pixels(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]: ...
@@ -134,16 +134,16 @@ class JanusFlowModel:
     def generate_latents(
         self,
         prompts: list[str],
-        num_images: int,
+        num_images: list[int],
         cfg_weight: float,
         num_steps: int,
-        seed: int | None,
+        seeds: list[int],
         initial_noise: npt.NDArray[np.float32] | None,
         max_images: int,
         keep_all: bool = False,
         cache_prefix: bool = True,
         on_step: Callable[[int], Any] | None = None,
-    ) -> tuple[npt.NDArray[np.float32], int]: ...
+    ) -> npt.NDArray[np.float32]: ...
     def decode_latents(self, latents: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]: ...
     def decode_latents_float(self, latents: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
     def flow_encode(

@@ -26,7 +26,10 @@ class GenerationResult:
             float32 (the same array as ``latents``), for :meth:`JanusFlow.decode_latents`.
         latents: JanusFlow's final latents ``(N, 4, H/8, W/8)`` float32 (before the VAE's
             scaling); ``None`` for Janus-Pro.
-        seed: the seed that was used (drawn fresh when none was given); pass it back to repeat.
+        seed: the seed argument that was used (drawn fresh when none was given): an int, or the
+            list of per-prompt seeds; pass it back to repeat.
+        seeds: the seed of each image's prompt (image ``i`` of a prompt is reproduced by
+            ``generate(prompt, num_images=i + 1, seed=seeds[...])[i]``).
         prompts: the prompt of each image.
     """
 
@@ -34,14 +37,18 @@ class GenerationResult:
         self,
         array: np.ndarray,
         tokens: np.ndarray,
-        seed: int,
+        seed: int | list[int],
         prompts: list[str],
         latents: np.ndarray | None = None,
+        seeds: list[int] | None = None,
     ) -> None:
         self.array = array
         self.tokens = tokens
         self.seed = seed
         self.prompts = prompts
+        if seeds is None:
+            seeds = [seed] * len(prompts) if isinstance(seed, int) else []
+        self.seeds = seeds
         self.latents = latents
         self._images: list[PILImage.Image] | None = None
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _backend, _native
-from ._chat import ChatModel, _check_int, _f32, _prompts, _to_float
+from ._chat import ChatModel, _check_int, _f32, _per_prompt_counts, _per_prompt_seeds, _prompts, _to_float
 from .errors import InputError, InputTypeError
 from .generation import GenerationResult, Progress, progress_hook
 from .janus_pro import MAX_IMAGES_PER_CALL
@@ -167,10 +167,10 @@ class JanusFlow(ChatModel):
         self,
         prompt: str | Sequence[str],
         *,
-        num_images: int = 1,
+        num_images: int | Sequence[int] = 1,
         cfg_weight: float = 2.0,
         num_steps: int = 30,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         initial_noise: np.ndarray | None = None,
         progress: Progress = True,
         max_images: int = MAX_IMAGES_PER_CALL,
@@ -190,17 +190,20 @@ class JanusFlow(ChatModel):
         Args:
             prompt: the image description, or a list of them (each gets ``num_images`` images;
                 prompts are sampled one after another).
-            num_images: images per prompt (the official ``batch_size``), default 1.
+            num_images: images per prompt (the official ``batch_size``), default 1, or a list
+                with one count per prompt.
             cfg_weight: classifier-free guidance weight ``w`` (default 2.0, the official
                 README's and demo's value; 1.0 disables guidance). Any finite number.
             num_steps: Euler steps (default 30, the official value), an integer >= 1.
-            seed: seeds the initial noise; ``None`` draws a fresh seed, reported as
-                ``result.seed``. The noise comes from janus-rs's own generator (ChaCha8 +
-                Box–Muller), not torch's: the same seed does not give the official code's
-                image. To reproduce an official run, pass its noise as ``initial_noise``. Unused
-                when ``initial_noise`` is given.
+            seed: seeds the initial noise: one int for every prompt, or a list with one per
+                prompt; ``None`` draws a fresh seed, reported as ``result.seed``. Image ``i`` of
+                a prompt takes its noise from random stream ``i`` of its prompt's seed, so it is
+                the same whatever else the call holds. The noise comes from janus-rs's own
+                generator (ChaCha8 + Box–Muller), not torch's: the same seed does not give the
+                official code's image. To reproduce an official run, pass its noise as
+                ``initial_noise``. Unused when ``initial_noise`` is given.
             initial_noise: the starting latents, an ``(N, 4, H/8, W/8)`` float array with
-                ``N = len(prompts) · num_images`` (prompt-major), instead of seeded noise.
+                ``N`` the number of images in all (prompt-major), instead of seeded noise.
             progress: ``True`` shows a tqdm bar (one tick per Euler step), ``False`` nothing,
                 a callable gets ``(done, total)`` after each step.
             max_images: refuse calls asking for more images than this (memory guard).
@@ -215,21 +218,21 @@ class JanusFlow(ChatModel):
             InputError: bad arguments (the model stays usable), or no VAE is loaded.
         """
         self._require_vae()
-        latents, used_seed, prompts = self._sample(
+        latents, used_seed, prompts, seeds = self._sample(
             prompt, num_images, cfg_weight, num_steps, seed, initial_noise, progress, max_images,
             keep_all=False, cache_prefix=True,
         )
         array = self.decode_latents(latents)
-        return GenerationResult(array, latents, used_seed, prompts, latents=latents)
+        return GenerationResult(array, latents, used_seed, prompts, latents=latents, seeds=seeds)
 
     def generate_latents(
         self,
         prompt: str | Sequence[str],
         *,
-        num_images: int = 1,
+        num_images: int | Sequence[int] = 1,
         cfg_weight: float = 2.0,
         num_steps: int = 30,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         initial_noise: np.ndarray | None = None,
         progress: Progress = True,
         max_images: int = MAX_IMAGES_PER_CALL,
@@ -241,7 +244,7 @@ class JanusFlow(ChatModel):
         ``(num_steps + 1, N, 4, H/8, W/8)`` (the initial noise first). ``cache_prefix=False``
         recomputes the whole LLM sequence at every step, as the official code does (slower;
         same latents up to float rounding)."""
-        latents, _seed, _prompts = self._sample(
+        latents, _seed, _prompts, _seeds = self._sample(
             prompt, num_images, cfg_weight, num_steps, seed, initial_noise, progress, max_images,
             keep_all=bool(return_all_steps), cache_prefix=bool(cache_prefix),
         )
@@ -250,37 +253,37 @@ class JanusFlow(ChatModel):
     def _sample(
         self,
         prompt: str | Sequence[str],
-        num_images: int,
+        num_images: int | Sequence[int],
         cfg_weight: float,
         num_steps: int,
-        seed: int | None,
+        seed: int | Sequence[int] | None,
         initial_noise: np.ndarray | None,
         progress: Progress,
         max_images: int,
         *,
         keep_all: bool,
         cache_prefix: bool,
-    ) -> tuple[np.ndarray, int, list[str]]:
+    ) -> tuple[np.ndarray, int | list[int], list[str], list[int]]:
         prompts = _prompts(prompt)
-        _check_int("num_images", num_images, minimum=1)
+        counts = _per_prompt_counts(num_images, len(prompts))
+        seeds, used_seed = _per_prompt_seeds(seed, len(prompts))
         _check_int("num_steps", num_steps, minimum=1)
         _check_int("max_images", max_images, minimum=1)
-        if seed is not None:
-            _check_int("seed", seed, minimum=0)
         w = _finite("cfg_weight", cfg_weight)
         noise = None
         if initial_noise is not None:
-            noise = self._latents_arg(initial_noise, "initial_noise", count=len(prompts) * num_images)
+            noise = self._latents_arg(initial_noise, "initial_noise", count=sum(counts))
         on_step, close = progress_hook(progress, len(prompts) * int(num_steps), "janus-rs generate", unit="step")
         try:
-            latents, used_seed = self._native.generate_latents(
-                prompts, int(num_images), w, int(num_steps), seed, noise, int(max_images),
+            latents = self._native.generate_latents(
+                prompts, counts, w, int(num_steps), seeds, noise, int(max_images),
                 keep_all, cache_prefix, on_step,
             )
         finally:
             close()
-        per_image = [p for p in prompts for _ in range(num_images)]
-        return latents, int(used_seed), per_image
+        per_image = [p for p, n in zip(prompts, counts) for _ in range(n)]
+        image_seeds = [s for s, n in zip(seeds, counts) for _ in range(n)]
+        return latents, used_seed, per_image, image_seeds
 
     def _latents_arg(self, latents: Any, name: str, count: int | None = None, any_size: bool = False) -> np.ndarray:
         """``latents`` as a float32 array of shape (count, C, h, w); ``any_size``: any h, w >= 1."""

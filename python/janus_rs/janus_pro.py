@@ -8,7 +8,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _backend, _native
-from ._chat import DEFAULT_SYSTEM_PROMPT, IMAGE_TAG, ChatModel, Message, _check_int, _f32, _prompts, _to_float, _token_ids
+from ._chat import (
+    DEFAULT_SYSTEM_PROMPT,
+    IMAGE_TAG,
+    ChatModel,
+    Message,
+    _check_int,
+    _f32,
+    _per_prompt_counts,
+    _per_prompt_seeds,
+    _prompts,
+    _to_float,
+    _token_ids,
+)
 from .errors import InputError
 from .generation import GenerationResult, Progress, progress_hook
 from .images import ImageInput, to_rgb_arrays
@@ -137,13 +149,13 @@ class JanusPro(ChatModel):
         self,
         prompt: str | Sequence[str],
         *,
-        num_images: int = 1,
+        num_images: int | Sequence[int] = 1,
         parallel_size: int | None = None,
         cfg_weight: float = 5.0,
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         progress: Progress = True,
         max_images: int = MAX_IMAGES_PER_CALL,
     ) -> GenerationResult:
@@ -159,14 +171,19 @@ class JanusPro(ChatModel):
                 the SFT template and ending in ``<begin_of_image>`` (what the official README
                 passes: ``sft_format + vl_chat_processor.image_start_tag``) is used as it is,
                 not wrapped a second time.
-            num_images: images per prompt, default 1.
+            num_images: images per prompt, default 1, or a list with one count per prompt.
             parallel_size: the official name of ``num_images``, accepted as an alias.
             cfg_weight: classifier-free guidance weight (official default 5).
             temperature: sampling temperature (official default 1); 0 takes the argmax.
             top_k, top_p: optional extra filtering of the guided distribution (off by default,
                 as in the official code).
-            seed: makes the images reproducible in any thread; ``None`` draws a fresh seed,
-                reported as ``result.seed``.
+            seed: makes the images reproducible: one int for every prompt, or a list with one
+                per prompt; ``None`` draws a fresh seed, reported as ``result.seed``. Image ``i``
+                of a prompt draws from random stream ``i`` of its prompt's seed and nothing
+                else, so it is the same whatever other prompts share the call, in any order, in
+                any thread (up to float rounding of the batched matmuls): ``generate([a, b],
+                seed=[1, 2])`` gives ``generate(a, seed=1)``'s and ``generate(b, seed=2)``'s
+                images.
             progress: ``True`` shows a tqdm bar, ``False`` nothing, a callable gets
                 ``(done, total)`` after each token.
             max_images: refuse calls asking for more images than this (memory guard).
@@ -177,55 +194,55 @@ class JanusPro(ChatModel):
             step.
         """
         num_images = _num_images(num_images, parallel_size)
-        tokens, used_seed, prompts = self._generate_tokens(
+        tokens, used_seed, prompts, seeds = self._generate_tokens(
             prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images
         )
         array = self.decode_tokens(tokens)
-        return GenerationResult(array, tokens, used_seed, prompts)
+        return GenerationResult(array, tokens, used_seed, prompts, seeds=seeds)
 
     def generate_tokens(
         self,
         prompt: str | Sequence[str],
         *,
-        num_images: int = 1,
+        num_images: int | Sequence[int] = 1,
         parallel_size: int | None = None,
         cfg_weight: float = 5.0,
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         progress: Progress = True,
         max_images: int = MAX_IMAGES_PER_CALL,
     ) -> np.ndarray:
         """Like :meth:`generate` but stops before the VQ decoder: returns the ``(N, grid²)``
         int64 image tokens (decode them later with :meth:`decode_tokens`)."""
         num_images = _num_images(num_images, parallel_size)
-        tokens, _seed, _prompts = self._generate_tokens(
+        tokens, _seed, _prompts, _seeds = self._generate_tokens(
             prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images
         )
         return tokens
 
     def _generate_tokens(self, prompt, num_images, cfg_weight, temperature, top_k, top_p, seed, progress, max_images):
         prompts = _prompts(prompt)
-        _check_int("num_images", num_images, minimum=1)
+        counts = _per_prompt_counts(num_images, len(prompts))
+        seeds, used_seed = _per_prompt_seeds(seed, len(prompts))
         _check_int("max_images", max_images, minimum=1)
         if top_k is not None:
             _check_int("top_k", top_k, minimum=1)
-        if seed is not None:
-            _check_int("seed", seed, minimum=0)
         cfg_weight = _to_float("cfg_weight", cfg_weight)
         temperature = _to_float("temperature", temperature)
         top_p = None if top_p is None else _to_float("top_p", top_p)
         total = self.image_token_grid ** 2
         on_step, close = progress_hook(progress, total, "janus-rs generate")
         try:
-            tokens, used_seed = self._native.generate_image_tokens(
-                prompts, num_images, cfg_weight, temperature, top_k, top_p, seed, max_images, on_step,
+            tokens = self._native.generate_image_tokens(
+                prompts, counts, cfg_weight, temperature, top_k, top_p, seeds, max_images, on_step,
             )
         finally:
             close()
-        per_image = [p for p in prompts for _ in range(num_images)]
-        return tokens.astype(np.int64), used_seed, per_image
+        per_image = [p for p, n in zip(prompts, counts) for _ in range(n)]
+        image_seeds = [s for s, n in zip(seeds, counts) for _ in range(n)]
+        return tokens.astype(np.int64), used_seed, per_image, image_seeds
 
     @property
     def image_token_grid(self) -> int:
@@ -282,7 +299,7 @@ class JanusPro(ChatModel):
         return self._native.image_token_embeddings(_token_ids("tokens", tokens))
 
 
-def _num_images(num_images: int, parallel_size: int | None) -> int:
+def _num_images(num_images: int | Sequence[int], parallel_size: int | None) -> int | Sequence[int]:
     """``num_images``, or the official ``parallel_size`` when that is given instead."""
     if parallel_size is None:
         return num_images

@@ -21,6 +21,8 @@ use candle_nn::RmsNorm;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::image::{check_image_counts, image_streams, PromptImages};
+use super::sampler::image_stream;
 use crate::error::{bail_input, Error, Result};
 use crate::kernels::linear::Linear;
 use crate::models::llama::{causal_mask_hiding_keys, Llama};
@@ -29,27 +31,19 @@ use crate::models::KvCache;
 
 #[derive(Debug, Clone)]
 pub struct FlowParams {
-    /// Images per prompt (the official `batch_size`).
-    pub num_images: usize,
+    /// Per prompt: how many images (the official `batch_size`) and the seed of their initial
+    /// noise, when it is not given (image `i` of a prompt takes stream `i` of its seed).
+    pub images: Vec<PromptImages>,
     /// Guidance weight w in `w·v_c − (w − 1)·v_u` (official default 2; 1 disables guidance).
     pub cfg_weight: f64,
     /// Euler steps S (official default 30).
     pub num_steps: usize,
-    /// Seed of the initial noise, when it is not given.
-    pub seed: u64,
 }
 
 impl FlowParams {
-    pub fn validate(&self, max_images: usize) -> Result<()> {
-        if self.num_images == 0 {
-            bail_input!("num_images must be >= 1, got 0");
-        }
-        if self.num_images > max_images {
-            bail_input!(
-                "num_images {} exceeds the limit of {max_images} images per call",
-                self.num_images
-            );
-        }
+    /// Checks the parameters; returns the number of images in all.
+    pub fn validate(&self, max_images: usize) -> Result<usize> {
+        let total = check_image_counts(&self.images, max_images)?;
         if !self.cfg_weight.is_finite() {
             bail_input!(
                 "cfg_weight must be a finite number, got {}",
@@ -62,7 +56,7 @@ impl FlowParams {
         if self.num_steps > MAX_STEPS {
             bail_input!("num_steps must be <= {MAX_STEPS}, got {}", self.num_steps);
         }
-        Ok(())
+        Ok(total)
     }
 }
 
@@ -91,7 +85,20 @@ pub fn step_size(num_steps: usize) -> f32 {
 /// `torch.randn(..., dtype=bfloat16)`, whose stream cannot be reproduced here; pass the noise
 /// explicitly to reproduce an official run.
 pub fn gaussian_noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    gaussian_from(ChaCha8Rng::seed_from_u64(seed), n)
+}
+
+/// The initial noise of every image, prompt-major: image `i` of a prompt is `n_per_image`
+/// values from [`image_stream`]`(seed, i)`, whatever else the batch holds (a prompt's first
+/// image is `gaussian_noise(seed, n)`).
+pub fn image_noise(images: &[PromptImages], n_per_image: usize) -> Vec<f32> {
+    image_streams(images)
+        .into_iter()
+        .flat_map(|(seed, index)| gaussian_from(image_stream(seed, index), n_per_image))
+        .collect()
+}
+
+fn gaussian_from(mut rng: ChaCha8Rng, n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
         // u1 in (0, 1] so ln(u1) is finite.

@@ -6,35 +6,72 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
 use super::image_static::StaticImageDecode;
-use super::sampler::{Sampler, SamplingConfig};
+use super::sampler::{image_stream, Sampler, SamplingConfig};
 use crate::error::{bail_input, Error, Result};
 use crate::models::gen_head::ImageTokenHead;
 use crate::models::llama::Llama;
 
+/// The images one prompt asks for: how many (the official `parallel_size`), and the seed of
+/// their random streams (image `i` of the prompt draws from stream `i` of that seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptImages {
+    pub count: usize,
+    pub seed: u64,
+}
+
+/// Check a request's images per prompt against the per-call limit; the total.
+pub fn check_image_counts(images: &[PromptImages], max_images: usize) -> Result<usize> {
+    if images.is_empty() {
+        bail_input!("no prompts given");
+    }
+    if let Some(p) = images.iter().find(|p| p.count == 0) {
+        bail_input!("num_images must be >= 1, got {}", p.count);
+    }
+    let total = images
+        .iter()
+        .fold(0usize, |sum, p| sum.saturating_add(p.count));
+    if total > max_images {
+        if images.len() == 1 {
+            bail_input!("num_images {total} exceeds the limit of {max_images} images per call");
+        }
+        let first = images[0].count;
+        if images.iter().all(|p| p.count == first) {
+            bail_input!(
+                "{} prompts × {first} images = {total} images exceeds the limit of {max_images} per call",
+                images.len()
+            );
+        }
+        bail_input!("{total} images in all exceeds the limit of {max_images} per call");
+    }
+    Ok(total)
+}
+
+/// Every image's (seed, index within its prompt), prompt-major.
+pub fn image_streams(images: &[PromptImages]) -> Vec<(u64, u64)> {
+    images
+        .iter()
+        .flat_map(|p| (0..p.count as u64).map(move |i| (p.seed, i)))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct ImageGenerationParams {
-    /// Images per prompt (the official `parallel_size`).
-    pub num_images: usize,
+    /// Per prompt: how many images, and their seed.
+    pub images: Vec<PromptImages>,
     pub cfg_weight: f64,
     /// Softmax temperature; 0 takes the argmax of the guided logits.
     pub temperature: f64,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
-    pub seed: u64,
 }
 
 impl ImageGenerationParams {
     pub fn validate(&self, max_images: usize) -> Result<()> {
-        if self.num_images == 0 {
-            bail_input!("num_images must be >= 1, got 0");
-        }
-        if self.num_images > max_images {
-            bail_input!(
-                "num_images {} exceeds the limit of {max_images} images per call",
-                self.num_images
-            );
-        }
+        check_image_counts(&self.images, max_images)?;
         if !self.cfg_weight.is_finite() || self.cfg_weight < 0.0 {
             bail_input!(
                 "cfg_weight must be a finite number >= 0, got {}",
@@ -58,17 +95,24 @@ impl ImageGenerationParams {
 /// Called after each image-token step with (step, total steps); an error stops the work.
 pub type OnStep<'a> = dyn FnMut(usize, usize) -> Result<()> + 'a;
 
-/// Prompt token rows for CFG: for each prompt, `num_images` × [cond, uncond], left-padded to a
+/// Prompt token rows for CFG: for each prompt, `counts[i]` × [cond, uncond], left-padded to a
 /// common length. Returns the rows and the left padding of each.
 pub fn cfg_rows(
     prompts: &[Vec<u32>],
-    num_images: usize,
+    counts: &[usize],
     pad: u32,
 ) -> Result<(Vec<Vec<u32>>, Vec<usize>)> {
+    if prompts.len() != counts.len() {
+        return Err(Error::input(format!(
+            "{} prompts but {} image counts",
+            prompts.len(),
+            counts.len()
+        )));
+    }
     let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let mut rows = Vec::new();
     let mut pads = Vec::new();
-    for p in prompts {
+    for (p, &num_images) in prompts.iter().zip(counts) {
         if p.len() < 2 {
             return Err(Error::input(
                 "a generation prompt needs at least BOS and <begin_of_image>",
@@ -104,7 +148,8 @@ pub fn generate_image_tokens(
     on_step: &mut OnStep,
 ) -> Result<Vec<Vec<u32>>> {
     let mode = DecodeMode::from_env()?;
-    let (rows, pads) = cfg_rows(prompts, params.num_images, pad)?;
+    let counts: Vec<usize> = params.images.iter().map(|p| p.count).collect();
+    let (rows, pads) = cfg_rows(prompts, &counts, pad)?;
     let n_rows = rows.len();
     let n_images = n_rows / 2;
     let prompt_len = rows[0].len();
@@ -123,7 +168,7 @@ pub fn generate_image_tokens(
         let _t = crate::profile::stage("image prefill", device);
         llm.forward_embeds(&llm.embed(&ids)?, &mut cache, Some(&pads))?
     };
-    let mut draw = Draw::new(device, params, n_images, num_tokens)?;
+    let mut draw = Draw::new(device, params, num_tokens)?;
     // The tokens of `step` from the hidden states of the last position.
     let sample = |hidden: &Tensor, step: usize, draw: &mut Draw| -> Result<Tensor> {
         let _t = crate::profile::stage("gen_head + sample", device);
@@ -187,10 +232,11 @@ impl DecodeMode {
 
 /// Draws each step's image tokens from the guided logits and keeps them: on a device by the
 /// Gumbel-max trick into one (images, num_tokens) buffer copied to the host once at the end;
-/// otherwise with the host sampler.
+/// otherwise with one host sampler per image. Either way each image draws from its own
+/// [`image_stream`], so its tokens don't depend on what else is in the batch.
 pub(super) struct Draw {
     temperature: f64,
-    sampler: Option<Sampler>,
+    samplers: Option<Vec<Sampler>>,
     noise: GumbelNoise,
     device_tokens: Option<Tensor>,
     host_tokens: Vec<Vec<u32>>,
@@ -198,24 +244,26 @@ pub(super) struct Draw {
 }
 
 impl Draw {
-    fn new(
-        device: &Device,
-        params: &ImageGenerationParams,
-        n_images: usize,
-        num_tokens: usize,
-    ) -> Result<Self> {
+    fn new(device: &Device, params: &ImageGenerationParams, num_tokens: usize) -> Result<Self> {
         let on_device = samples_on_device(device, params);
-        if on_device {
-            device.set_seed(params.seed)?;
-        }
+        let streams: Vec<ChaCha8Rng> = image_streams(&params.images)
+            .into_iter()
+            .map(|(seed, index)| image_stream(seed, index))
+            .collect();
+        let n_images = streams.len();
+        let (samplers, noise) = if on_device {
+            (None, GumbelNoise::per_row(NOISE_CHUNK_STEPS, streams))
+        } else {
+            let samplers = streams
+                .into_iter()
+                .map(|rng| Sampler::from_rng(params.sampling(), rng))
+                .collect::<Result<Vec<_>>>()?;
+            (Some(samplers), GumbelNoise::new(NOISE_CHUNK_STEPS))
+        };
         Ok(Self {
             temperature: params.temperature,
-            sampler: if on_device {
-                None
-            } else {
-                Some(Sampler::new(params.sampling(), params.seed)?)
-            },
-            noise: GumbelNoise::new(NOISE_CHUNK_STEPS),
+            samplers,
+            noise,
             device_tokens: if on_device {
                 Some(Tensor::zeros((n_images, num_tokens), DType::U32, device)?)
             } else {
@@ -227,7 +275,7 @@ impl Draw {
     }
 
     pub(super) fn on_device(&self) -> bool {
-        self.sampler.is_none()
+        self.samplers.is_none()
     }
 
     pub(super) fn temperature(&self) -> f64 {
@@ -246,7 +294,7 @@ impl Draw {
 
     /// Draw step `step`'s tokens (images,) u32 from `guided` (images, vocab) f32 and keep them.
     pub(super) fn tokens(&mut self, guided: &Tensor, step: usize) -> Result<Tensor> {
-        match &mut self.sampler {
+        match &mut self.samplers {
             None => {
                 let tokens = if self.temperature == 0.0 {
                     guided.argmax(D::Minus1)?
@@ -259,9 +307,13 @@ impl Draw {
                 }
                 Ok(tokens)
             }
-            Some(sampler) => {
+            Some(samplers) => {
                 let rows: Vec<Vec<f32>> = guided.to_vec2()?;
-                let tokens: Vec<u32> = rows.iter().map(|r| sampler.sample(r, &[])).collect();
+                let tokens: Vec<u32> = rows
+                    .iter()
+                    .zip(samplers.iter_mut())
+                    .map(|(r, sampler)| sampler.sample(r, &[]))
+                    .collect();
                 for (image, &token) in self.host_tokens.iter_mut().zip(&tokens) {
                     image.push(token);
                 }
@@ -285,11 +337,14 @@ impl Draw {
 const NOISE_CHUNK_STEPS: usize = 32;
 
 /// Gumbel noise `−ln(−ln U)` for `(rows, vocab)` draws, generated `chunk_steps` steps at a time
-/// on the device and handed out one step at a time (views into the chunk, no copies).
+/// and handed out one step at a time (views into the chunk, no copies). The uniforms come from
+/// the device's generator, or, with [`GumbelNoise::per_row`], from one host stream per row
+/// (each row's noise then depends only on its own stream).
 struct GumbelNoise {
     chunk_steps: usize,
     chunk: Option<Tensor>,
     next: usize,
+    rows: Option<Vec<ChaCha8Rng>>,
 }
 
 impl GumbelNoise {
@@ -298,7 +353,37 @@ impl GumbelNoise {
             chunk_steps,
             chunk: None,
             next: 0,
+            rows: None,
         }
+    }
+
+    fn per_row(chunk_steps: usize, rows: Vec<ChaCha8Rng>) -> Self {
+        Self {
+            rows: Some(rows),
+            ..Self::new(chunk_steps)
+        }
+    }
+
+    /// `chunk_steps` steps of uniforms (steps, rows, vocab) on `device`.
+    fn uniforms(&mut self, rows: usize, vocab: usize, device: &Device) -> Result<Tensor> {
+        let steps = self.chunk_steps;
+        let Some(streams) = self.rows.as_mut() else {
+            return Ok(Tensor::rand(0f32, 1f32, (steps, rows, vocab), device)?);
+        };
+        if streams.len() != rows {
+            return Err(Error::input(format!(
+                "{rows} rows of noise asked for but {} streams set up",
+                streams.len()
+            )));
+        }
+        use rayon::prelude::*;
+        // Each row fills its own (steps, vocab) block from its own stream, in step order.
+        let mut host = vec![0f32; rows * steps * vocab];
+        host.par_chunks_mut(steps * vocab)
+            .zip(streams.par_iter_mut())
+            .for_each(|(block, rng)| block.iter_mut().for_each(|u| *u = rng.random()));
+        let by_row = Tensor::from_vec(host, (rows, steps, vocab), device)?;
+        Ok(by_row.transpose(0, 1)?.contiguous()?)
     }
 
     fn next(&mut self, (rows, vocab): (usize, usize), device: &Device) -> Result<Tensor> {
@@ -309,7 +394,7 @@ impl GumbelNoise {
             None => true,
         };
         if stale {
-            let u = Tensor::rand(0f32, 1f32, (self.chunk_steps, rows, vocab), device)?;
+            let u = self.uniforms(rows, vocab, device)?;
             // U = 0 gives −ln(−ln 0) = −∞: that entry is never chosen, which is harmless.
             self.chunk = Some(u.log()?.neg()?.log()?.neg()?);
             self.next = 0;
@@ -360,6 +445,40 @@ pub(super) fn sample_rows_with_noise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_row_noise_depends_only_on_each_rows_stream() {
+        let dev = Device::Cpu;
+        let streams = |keys: &[(u64, u64)]| -> Vec<ChaCha8Rng> {
+            keys.iter().map(|&(s, i)| image_stream(s, i)).collect()
+        };
+        let mut a = GumbelNoise::per_row(3, streams(&[(1, 0), (2, 0), (1, 1)]));
+        let mut b = GumbelNoise::per_row(3, streams(&[(1, 1), (1, 0)]));
+        for _ in 0..7 {
+            // crosses two chunk boundaries
+            let na: Vec<Vec<f32>> = a.next((3, 8), &dev).unwrap().to_vec2().unwrap();
+            let nb: Vec<Vec<f32>> = b.next((2, 8), &dev).unwrap().to_vec2().unwrap();
+            assert_eq!(na[0], nb[1]);
+            assert_eq!(na[2], nb[0]);
+            assert_ne!(na[0], na[2]);
+        }
+    }
+
+    #[test]
+    fn image_counts_are_checked_against_the_limit() {
+        let p = |count, seed| PromptImages { count, seed };
+        assert_eq!(check_image_counts(&[p(2, 0), p(3, 0)], 5).unwrap(), 5);
+        let err = |images: &[PromptImages]| check_image_counts(images, 4).unwrap_err().to_string();
+        assert!(err(&[p(5, 0)]).contains("num_images 5 exceeds the limit of 4"));
+        assert!(err(&[p(3, 0), p(3, 1)]).contains("2 prompts × 3 images = 6 images"));
+        assert!(err(&[p(3, 0), p(2, 1)]).contains("5 images in all exceeds"));
+        assert!(err(&[p(0, 0)]).contains("num_images must be >= 1"));
+        assert!(err(&[]).contains("no prompts"));
+        assert_eq!(
+            image_streams(&[p(2, 7), p(1, 9)]),
+            vec![(7, 0), (7, 1), (9, 0)]
+        );
+    }
 
     #[test]
     fn gumbel_max_draws_follow_the_softmax() {

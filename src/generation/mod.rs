@@ -9,6 +9,6 @@ pub mod postprocess;
 pub mod sampler;
 pub mod text;
 
-pub use image::{generate_image_tokens, ImageGenerationParams};
+pub use image::{generate_image_tokens, ImageGenerationParams, PromptImages};
 pub use sampler::{Sampler, SamplingConfig};
 pub use text::{generate_text, TextGenerationParams};

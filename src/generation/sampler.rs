@@ -69,13 +69,26 @@ pub struct Sampler {
     rng: ChaCha8Rng,
 }
 
+/// The random stream of image `index` of a prompt seeded with `seed`: ChaCha8 keyed by the seed,
+/// stream number `index` (2^64 independent streams per key). Stream 0 is what
+/// `ChaCha8Rng::seed_from_u64(seed)` gives, so a prompt's first image draws what a one-image
+/// call always drew. Nothing else goes in: an image's randomness never depends on the other
+/// prompts or images of its batch.
+pub fn image_stream(seed: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index);
+    rng
+}
+
 impl Sampler {
     pub fn new(cfg: SamplingConfig, seed: u64) -> Result<Self> {
+        Self::from_rng(cfg, ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// A sampler drawing from `rng` (e.g. an [`image_stream`]).
+    pub fn from_rng(cfg: SamplingConfig, rng: ChaCha8Rng) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self {
-            cfg,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        })
+        Ok(Self { cfg, rng })
     }
 
     /// Pick the next token from one row of logits. `history` holds the tokens the repetition

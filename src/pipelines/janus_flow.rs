@@ -13,9 +13,7 @@ use super::understanding::{
     Understanding, UnderstandingParts, WeightPlan,
 };
 use crate::error::{Error, Result};
-use crate::generation::flow::{
-    gaussian_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep,
-};
+use crate::generation::flow::{image_noise, Encoded, FlowNet, FlowParams, FlowSampler, OnFlowStep};
 use crate::kernels::linear::{linear, Linear};
 use crate::kernels::linear::{QuantFormat, WeightStorage};
 use crate::loading::quant_cache::QuantizedWeights;
@@ -516,10 +514,9 @@ mod tests {
     fn cached_prefix_gives_the_full_recompute_latents() {
         let (m, r) = tiny();
         let params = FlowParams {
-            num_images: 2,
+            images: vec![crate::generation::PromptImages { count: 2, seed: 0 }],
             cfg_weight: 2.0,
             num_steps: 30,
-            seed: 0,
         };
         let noise = &r["gen_init_noise"];
         let run = |cache_prefix| {

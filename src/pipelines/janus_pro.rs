@@ -275,7 +275,7 @@ impl JanusPro {
         Ok(ids)
     }
 
-    /// Sample image tokens for each prompt × `params.num_images` (prompt-major).
+    /// Sample image tokens for each prompt × its `params.images` count (prompt-major).
     pub fn generate_image_tokens(
         &self,
         prompts: &[String],
@@ -286,15 +286,14 @@ impl JanusPro {
         if prompts.is_empty() {
             return Err(Error::input("no prompts given"));
         }
-        let total = prompts.len().saturating_mul(params.num_images);
-        params.validate(max_images)?;
-        if total > max_images {
+        if prompts.len() != params.images.len() {
             return Err(Error::input(format!(
-                "{} prompts × {} images = {total} images exceeds the limit of {max_images} per call",
+                "{} prompts but image counts and seeds for {}",
                 prompts.len(),
-                params.num_images
+                params.images.len()
             )));
         }
+        params.validate(max_images)?;
         let ids = prompts
             .iter()
             .map(|p| self.generation_prompt_ids(p))

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::chat::{chat_model_methods, map_array};
-use super::janus_pro::{rgb_from_numpy, with_python_hook};
+use super::janus_pro::{prompt_images, rgb_from_numpy, with_python_hook};
 use super::{numpy_to_vec, tensor_to_numpy, to_py_err, vec_to_numpy, without_gil};
 use crate::device::{device_name, dtype_name, parse_device, parse_dtype};
 use crate::error::{Error, Result};
@@ -143,31 +143,30 @@ impl JanusFlowModel {
         self.inner.generation_prompt_ids(prompt).map_err(to_py_err)
     }
 
-    /// Sample latents: (latents float32, seed used). Latents are (prompts·num_images, C, h, w),
-    /// or with `keep_all` (num_steps + 1, prompts·num_images, C, h, w). `on_step(done)` is
-    /// called after each Euler step; Ctrl-C is checked there.
-    #[pyo3(signature = (prompts, num_images, cfg_weight, num_steps, seed, initial_noise, max_images, keep_all=false, cache_prefix=true, on_step=None))]
+    /// Sample latents float32 (Σ num_images, C, h, w), prompt-major, or with `keep_all`
+    /// (num_steps + 1, Σ num_images, C, h, w). Prompt `i` gets `num_images[i]` images whose
+    /// noise comes from the streams of `seeds[i]` (unless `initial_noise` is given).
+    /// `on_step(done)` is called after each Euler step; Ctrl-C is checked there.
+    #[pyo3(signature = (prompts, num_images, cfg_weight, num_steps, seeds, initial_noise, max_images, keep_all=false, cache_prefix=true, on_step=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate_latents<'py>(
         &self,
         py: Python<'py>,
         prompts: Vec<String>,
-        num_images: usize,
+        num_images: Vec<usize>,
         cfg_weight: f64,
         num_steps: usize,
-        seed: Option<u64>,
+        seeds: Vec<u64>,
         initial_noise: Option<PyReadonlyArrayDyn<f32>>,
         max_images: usize,
         keep_all: bool,
         cache_prefix: bool,
         on_step: Option<Py<PyAny>>,
-    ) -> PyResult<(F32Array<'py>, u64)> {
-        let seed = seed.unwrap_or_else(crate::generation::sampler::fresh_seed);
+    ) -> PyResult<F32Array<'py>> {
         let params = FlowParams {
-            num_images,
+            images: prompt_images(&num_images, &seeds).map_err(to_py_err)?,
             cfg_weight,
             num_steps,
-            seed,
         };
         let noise = initial_noise.map(|a| numpy_to_vec(&a));
         let opts = SampleOptions {
@@ -186,7 +185,7 @@ impl JanusFlowModel {
                     &mut |done, _total| hook(done),
                 )
             })?;
-        Ok((tensor_to_numpy(py, &latents)?, seed))
+        tensor_to_numpy(py, &latents)
     }
 
     /// VAE-decode latents (n, C, h, w) to uint8 images (n, H, W, 3).

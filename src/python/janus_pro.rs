@@ -13,7 +13,9 @@ use super::{numpy_to_vec, tensor_to_numpy, to_py_err, vec_to_numpy, without_gil}
 use crate::device::{device_name, parse_device, parse_dtype};
 use crate::error::{Error, Result};
 use crate::generation::postprocess::to_uint8_nhwc;
-use crate::generation::{ImageGenerationParams, SamplingConfig, TextGenerationParams};
+use crate::generation::{
+    ImageGenerationParams, PromptImages, SamplingConfig, TextGenerationParams,
+};
 use crate::pipelines::understanding::Understanding;
 use crate::preprocess::{ChatTemplate, Message, RgbImage, Role};
 use crate::{JanusPro, LoadOptions};
@@ -40,6 +42,22 @@ pub fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Py
 
 /// Run `work` without the GIL, giving it a step hook that re-acquires the GIL to check for
 /// Ctrl-C and call `callback(*args)`. A Python error from either stops the work and is re-raised.
+/// One [`PromptImages`] per prompt from the per-prompt counts and seeds the Python layer sends.
+pub(super) fn prompt_images(num_images: &[usize], seeds: &[u64]) -> Result<Vec<PromptImages>> {
+    if num_images.len() != seeds.len() {
+        return Err(Error::input(format!(
+            "{} image counts but {} seeds",
+            num_images.len(),
+            seeds.len()
+        )));
+    }
+    Ok(num_images
+        .iter()
+        .zip(seeds)
+        .map(|(&count, &seed)| PromptImages { count, seed })
+        .collect())
+}
+
 pub(super) fn with_python_hook<T: Send, A>(
     py: Python<'_>,
     callback: Option<Py<PyAny>>,
@@ -172,31 +190,30 @@ impl JanusProModel {
         Ok(d)
     }
 
-    /// Sample image tokens: (tokens (prompts·num_images, grid²) uint32, seed used).
-    /// `on_step(done)` is called after each image-token step.
-    #[pyo3(signature = (prompts, num_images, cfg_weight, temperature, top_k, top_p, seed, max_images, on_step=None))]
+    /// Sample image tokens (Σ num_images, grid²) uint32, prompt-major: prompt `i` gets
+    /// `num_images[i]` images drawn from the streams of `seeds[i]`. `on_step(done)` is called
+    /// after each image-token step.
+    #[pyo3(signature = (prompts, num_images, cfg_weight, temperature, top_k, top_p, seeds, max_images, on_step=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate_image_tokens<'py>(
         &self,
         py: Python<'py>,
         prompts: Vec<String>,
-        num_images: usize,
+        num_images: Vec<usize>,
         cfg_weight: f64,
         temperature: f64,
         top_k: Option<usize>,
         top_p: Option<f64>,
-        seed: Option<u64>,
+        seeds: Vec<u64>,
         max_images: usize,
         on_step: Option<Py<PyAny>>,
-    ) -> PyResult<(Bound<'py, PyArrayDyn<u32>>, u64)> {
-        let seed = seed.unwrap_or_else(crate::generation::sampler::fresh_seed);
+    ) -> PyResult<Bound<'py, PyArrayDyn<u32>>> {
         let params = ImageGenerationParams {
-            num_images,
+            images: prompt_images(&num_images, &seeds).map_err(to_py_err)?,
             cfg_weight,
             temperature,
             top_k,
             top_p,
-            seed,
         };
         let rows = with_python_hook(py, on_step, |hook: &mut dyn FnMut(usize) -> Result<()>| {
             self.inner
@@ -205,7 +222,7 @@ impl JanusProModel {
                 })
         })?;
         let (n, len) = (rows.len(), rows.first().map_or(0, Vec::len));
-        Ok((vec_to_numpy(py, rows.concat(), &[n, len])?, seed))
+        vec_to_numpy(py, rows.concat(), &[n, len])
     }
 
     /// VQ-decode tokens (n·grid² ids, raster order) to uint8 images (n, H, W, 3).

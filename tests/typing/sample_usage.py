@@ -97,7 +97,7 @@ def paint(model: JanusPro, prompts: list[str], out_dir: Path, seed: int | None =
     images: list[Image.Image] = out.images
     pixels: npt.NDArray[np.uint8] = out.array
     tokens: npt.NDArray[np.int64] = out.tokens
-    used_seed: int = out.seed
+    used_seed: int | list[int] = out.seed
     per_image: list[str] = out.prompts
     assert len(out) == len(images) == len(per_image) == pixels.shape[0] == tokens.shape[0]
 

@@ -165,18 +165,18 @@ impl JanusFlow {
         if prompts.is_empty() {
             return Err(Error::input("no prompts given"));
         }
-        params.validate(max_images)?;
-        let b = params.num_images;
-        let total = prompts.len().saturating_mul(b);
-        if total > max_images {
+        if prompts.len() != params.images.len() {
             return Err(Error::input(format!(
-                "{} prompts × {b} images = {total} images exceeds the limit of {max_images} per call",
-                prompts.len()
+                "{} prompts but image counts and seeds for {}",
+                prompts.len(),
+                params.images.len()
             )));
         }
+        let total = params.validate(max_images)?;
         let samplers = prompts
             .iter()
-            .map(|p| self.sampler(p, b))
+            .zip(&params.images)
+            .map(|(p, images)| self.sampler(p, images.count))
             .collect::<Result<Vec<_>>>()?;
         let (c, h, w) = self.latent_shape();
         let noise = match initial_noise {
@@ -190,7 +190,7 @@ impl JanusFlow {
                 z.to_device(&self.device)?.to_dtype(DType::F32)?
             }
             None => Tensor::from_vec(
-                gaussian_noise(params.seed, total * c * h * w),
+                image_noise(&params.images, c * h * w),
                 (total, c, h, w),
                 &self.device,
             )?,
@@ -198,14 +198,17 @@ impl JanusFlow {
         let steps_total = prompts.len() * params.num_steps;
         let mut done = 0;
         let mut per_prompt = Vec::with_capacity(prompts.len());
-        for (i, sampler) in samplers.iter().enumerate() {
+        let mut first = 0;
+        for (sampler, images) in samplers.iter().zip(&params.images) {
+            let b = images.count;
             crate::generation::limits::check_kv_cache(
                 &self.llm,
                 2 * b,
                 sampler.seq_len(),
                 &self.device,
             )?;
-            let z0 = noise.narrow(0, i * b, b)?;
+            let z0 = noise.narrow(0, first, b)?;
+            first += b;
             let latents = sampler.sample(
                 &z0,
                 params.cfg_weight,
