@@ -185,6 +185,38 @@ class ChatModel:
             stream=stream,
         )
 
+    def understand_many(
+        self,
+        requests: Sequence[tuple[ImageInput | Sequence[ImageInput] | None, str]],
+        *,
+        max_new_tokens: int = 512,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | Sequence[int] | None = None,
+        system_prompt: str | None = None,
+    ) -> list[str]:
+        """Answer many ``(image or images or None, question)`` pairs; returns the answers in order.
+
+        Each answer equals ``understand(image, question, ...)`` with the same arguments: greedy
+        answers are identical, and sampled ones use ``seed`` (one int for every request, or one
+        per request) exactly as one call per request would. ``None`` draws one fresh seed.
+        """
+        if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+            raise InputTypeError(f"requests must be a list of (image, question) pairs, got {type(requests).__name__}")
+        for i, r in enumerate(requests):
+            if not (isinstance(r, (tuple, list)) and len(r) == 2):
+                raise InputError(f"requests[{i}] must be an (image, question) pair, got {_describe(r)}")
+        seeds, _ = _per_prompt_seeds(seed, len(requests))
+        return [
+            self.understand(image, question, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                            temperature=temperature, top_p=top_p, top_k=top_k,
+                            repetition_penalty=repetition_penalty, seed=s, system_prompt=system_prompt)
+            for (image, question), s in zip(requests, seeds)
+        ]
+
     @overload
     def chat(
         self,

@@ -38,6 +38,8 @@ examples:
   janus-rs demo --model tests/fixtures/tiny-janus-pro     (an image and an answer, offline)
   janus-rs info --model deepseek-ai/Janus-Pro-7B --offline
   janus-rs info                              (version and CUDA availability only)
+  janus-rs batch generate --model deepseek-ai/Janus-Pro-1B --prompts geneval/evaluation_metadata.jsonl \\
+      --out geneval-out --num-images 4 --shard 0/8        (one of 8 processes; resumable)
   janus-rs serve --model deepseek-ai/Janus-Pro-1B --port 8000   (OpenAI-compatible server; needs
                                                    pip install "janus-rs[server]")
 
@@ -353,6 +355,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch_generate(args: argparse.Namespace) -> int:
+    from .batch import Shard, generate_images, read_jsonl_items
+
+    shard = Shard.parse(args.shard)
+    items = read_jsonl_items(args.prompts, "prompt")
+    model = _load(args, needs_vae=True)
+    from .janus_flow import JanusFlow
+
+    if isinstance(model, JanusFlow):
+        given = [f for f, v in [("--temperature", args.temperature), ("--top-k", args.top_k),
+                                ("--top-p", args.top_p)] if v is not None]
+        if given:
+            raise CliError(f"{args.model} is a JanusFlow checkpoint: {', '.join(given)} only apply to "
+                           "Janus-Pro/Janus (JanusFlow takes --cfg-weight and --num-steps)", status=2)
+        settings = {"cfg_weight": 2.0 if args.cfg_weight is None else args.cfg_weight,
+                    "num_steps": 30 if args.num_steps is None else args.num_steps}
+    else:
+        settings = {"cfg_weight": 5.0 if args.cfg_weight is None else args.cfg_weight,
+                    "temperature": 1.0 if args.temperature is None else args.temperature,
+                    "top_k": args.top_k, "top_p": args.top_p}
+    counts = generate_images(model, items, args.out, num_images=args.num_images, seed=args.seed, shard=shard,
+                             layout=args.layout, batch_size=args.batch_size, model_name=args.model,
+                             settings=settings, progress=not args.quiet)
+    print(f"{counts['generated']} prompts done now ({counts['images']} images), {counts['skipped']} already done, "
+          f"of {counts['items']} in shard {shard.index}/{shard.count}; files in {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_batch_understand(args: argparse.Namespace) -> int:
+    from .batch import Shard, answer_questions, read_jsonl_items
+
+    shard = Shard.parse(args.shard)
+    items = read_jsonl_items(args.input, "question")
+    _check_writable(args.out, "--out")
+    model = _load(args)
+    settings = {"max_new_tokens": args.max_new_tokens, "do_sample": args.sample, "temperature": args.temperature,
+                "top_p": args.top_p, "top_k": args.top_k, "system_prompt": args.system_prompt}
+    counts = answer_questions(model, items, args.out, shard=shard, batch_size=args.batch_size, seed=args.seed,
+                              image_root=args.image_root, settings=settings, progress=not args.quiet)
+    print(f"{counts['generated']} answered now, {counts['skipped']} already answered, of {counts['items']} in "
+          f"shard {shard.index}/{shard.count}; answers in {args.out}", file=sys.stderr)
+    return 0
+
+
 def _check_can_listen(host: str, port: int) -> None:
     """Fail before the model is loaded if the address can't be bound (port taken, bad host)."""
     import socket
@@ -520,6 +566,59 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the cache folder (default: JANUS_RS_CACHE_DIR, else ~/.cache/janus-rs/quantized); "
                         "set JANUS_RS_CACHE_DIR=DIR for later loads to find it")
     q.set_defaults(func=_cmd_quantize)
+
+    b = subparser("batch", "run many prompts or questions from a file: resumable, shardable over processes "
+                           "or machines, reproducible (item k gets seed SEED + k)")
+    bsub = b.add_subparsers(dest="batch_command", required=True, metavar="KIND")
+    bg = bsub.add_parser("generate", help="images for every prompt of a file",
+                         description="Generate --num-images images for every prompt of --prompts into --out. "
+                                     "Reruns skip finished prompts; --shard I/N takes every N-th prompt, so N "
+                                     "processes (one per GPU, or per machine) split the work and together "
+                                     "write exactly the files one run would.",
+                         formatter_class=_HelpFormatter)
+    model_args(bg, vae=True)
+    bg.add_argument("--prompts", required=True, metavar="FILE",
+                    help="a .jsonl file with a 'prompt' per line (GenEval's evaluation_metadata.jsonl as is; "
+                         "the other fields are kept) or a text file with one prompt per line")
+    bg.add_argument("--out", required=True, metavar="FOLDER", help="where the images go (created if missing)")
+    bg.add_argument("--num-images", type=_int_at_least(1), default=4, help="images per prompt")
+    bg.add_argument("--seed", type=_seed, default=0, help="prompt k (0-based line index) gets seed SEED + k")
+    bg.add_argument("--shard", default="0/1", metavar="I/N", help="do only the prompts k with k %% N == I")
+    bg.add_argument("--layout", choices=["geneval", "flat"], default="geneval",
+                    help="geneval: OUT/<k:05d>/metadata.jsonl and OUT/<k:05d>/samples/<j:05d>.png, what the "
+                         "GenEval evaluator reads; flat: OUT/<k:05d>_<j:02d>.png and OUT/metadata.jsonl")
+    bg.add_argument("--batch-size", type=_int_at_least(1), default=1, metavar="B",
+                    help="prompts per model call (the images don't depend on it)")
+    bg.add_argument("--cfg-weight", type=float, default=None,
+                    help="classifier-free guidance weight (default: 5.0; JanusFlow: 2.0)")
+    bg.add_argument("--temperature", type=float, default=None, help="Janus-Pro: sampling temperature (default 1.0)")
+    bg.add_argument("--top-k", type=int, default=None, help="Janus-Pro: keep the k most likely image tokens")
+    bg.add_argument("--top-p", type=float, default=None, help="Janus-Pro: nucleus threshold for image tokens")
+    bg.add_argument("--num-steps", type=_int_at_least(1), default=None, help="JanusFlow: Euler steps (default 30)")
+    bg.add_argument("--quiet", action="store_true", help="no progress bar")
+    bg.set_defaults(func=_cmd_batch_generate)
+
+    bu = bsub.add_parser("understand", help="answers for every (image, question) of a file",
+                         description="Answer every {\"image\": path or [paths] or null, \"question\": ...} line "
+                                     "of --input, appending one line per answer to --out (the item plus "
+                                     "\"index\" and \"answer\"). Reruns skip answered items.",
+                         formatter_class=_HelpFormatter)
+    model_args(bu)
+    bu.add_argument("--input", required=True, metavar="FILE.jsonl", help="one JSON object per line")
+    bu.add_argument("--out", required=True, metavar="FILE.jsonl", help="answers file (appended to)")
+    bu.add_argument("--image-root", default=None, metavar="FOLDER",
+                    help="folder that relative image paths are relative to (default: the current folder)")
+    bu.add_argument("--shard", default="0/1", metavar="I/N", help="do only the items k with k %% N == I")
+    bu.add_argument("--batch-size", type=_int_at_least(1), default=8, metavar="B", help="items per model call")
+    bu.add_argument("--max-new-tokens", type=_int_at_least(1), default=512, help="most tokens per answer")
+    bu.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    bu.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
+    bu.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (with --sample)")
+    bu.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (with --sample)")
+    bu.add_argument("--seed", type=_seed, default=0, help="item k samples with seed SEED + k")
+    bu.add_argument("--system-prompt", default=None, help="replace the default system prompt")
+    bu.add_argument("--quiet", action="store_true", help="no progress bar")
+    bu.set_defaults(func=_cmd_batch_understand)
 
     sv = subparser("serve", "serve a model over an OpenAI-compatible HTTP API (chat with images, image "
                             "generation); needs pip install \"janus-rs[server]\"")
