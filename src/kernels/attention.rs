@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{gemm_f32, Strided};
+use super::masks::padded_causal_mask;
 
 /// Which keys each query may see.
 pub enum Mask<'a> {
@@ -17,6 +18,10 @@ pub enum Mask<'a> {
     None,
     /// Query i (absolute position `past + i`) sees keys 0..=past + i.
     Causal { past: usize },
+    /// Causal, and row r's first `pads[r]` keys (left padding) hidden from its real queries,
+    /// as [`padded_causal_mask`] has it. The fused path skips the hidden keys altogether, so a
+    /// padded row computes exactly what it computes alone; its padding queries give zeros.
+    PaddedCausal { past: usize, pads: &'a [usize] },
     /// An additive mask broadcastable to (b, heads, tq, tk) (e.g. −∞ on padding keys).
     Additive(&'a Tensor),
 }
@@ -28,15 +33,23 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
     let fused = q.device().is_cpu()
         && [q, k, v].iter().all(|t| t.dtype() == DType::F32)
         && [q, k, v].iter().all(|t| t.stride()[3] == 1);
-    let causal_past = match mask {
-        Mask::None => Some(None),
-        Mask::Causal { past } => Some(Some(past)),
-        Mask::Additive(_) => None,
+    let (causal_past, pads) = match mask {
+        Mask::None => (Some(None), None),
+        Mask::Causal { past } => (Some(Some(past)), None),
+        Mask::PaddedCausal { past, pads } => (Some(Some(past)), Some(pads)),
+        Mask::Additive(_) => (None, None),
     };
     if let (true, Some(causal_past)) = (fused, causal_past) {
+        if pads.is_some_and(|p| p.len() != b) {
+            candle_core::bail!(
+                "fused attention: {} pads for a batch of {b}",
+                pads.map_or(0, <[usize]>::len)
+            )
+        }
         let op = FusedAttention {
             scale: scale as f32,
             causal_past,
+            pads: pads.map(<[usize]>::to_vec),
         };
         return q.apply_op3_no_bwd(k, v, &op);
     }
@@ -56,6 +69,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
         Mask::Causal { .. } if tq == 1 => {}
         Mask::Causal { past } => {
             let mask = causal_mask(tq, past, scores.dtype(), q.device())?;
+            scores = scores.broadcast_add(&mask)?;
+        }
+        Mask::PaddedCausal { past, pads } => {
+            let mask = padded_causal_mask(pads, tq, past, scores.dtype(), q.device())?;
             scores = scores.broadcast_add(&mask)?;
         }
         Mask::Additive(m) => scores = scores.broadcast_add(m)?,
@@ -111,6 +128,8 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
 struct FusedAttention {
     scale: f32,
     causal_past: Option<usize>,
+    /// Left padding of each batch row: its first keys are skipped (see [`Mask::PaddedCausal`]).
+    pads: Option<Vec<usize>>,
 }
 
 /// A strided 4-D view: base offset and strides (b, head, t, ·).
@@ -175,8 +194,13 @@ impl CustomOp3 for FusedAttention {
             .into_par_iter()
             .map(|bh| {
                 let (bi, h) = (bh / heads, bh % heads);
+                let pad = self.pads.as_ref().map_or(0, |p| p[bi]).min(tk);
+                // Only keys pad.. are seen by this row's real queries: start k and v there.
+                let tk = tk - pad;
                 let mut scores = vec![0f32; tq * tk];
                 let (qp, kp, vp) = (q.head(bi, h), k.head(bi, h / rep), v.head(bi, h / rep));
+                // SAFETY: `pad` rows into head (bi, h) of k and v, inside it (pad <= tk).
+                let (kp, vp) = unsafe { (kp.add(pad * k.stride[2]), vp.add(pad * v.stride[2])) };
                 // SAFETY: scores is (tq × tk) row-major; q is (tq × d) with row stride
                 // q.stride[2]; kᵀ is (d × tk) with column stride k.stride[2]; all inside their
                 // buffers as the layouts describe.
@@ -203,8 +227,12 @@ impl CustomOp3 for FusedAttention {
                         1,
                     );
                 }
-                for (i, row) in scores.chunks_mut(tk).enumerate() {
-                    let visible = self.causal_past.map_or(tk, |p| (p + i + 1).min(tk));
+                for (i, row) in scores.chunks_mut(tk.max(1)).enumerate() {
+                    // Keys up to the query's own position, counted from the first real key; a
+                    // padding query (before the first real key) sees none and gives zeros.
+                    let visible = self
+                        .causal_past
+                        .map_or(tk, |p| (p + i + 1).saturating_sub(pad).min(tk));
                     softmax_in_place(&mut row[..visible]);
                     row[visible..].fill(0.0);
                 }
@@ -278,6 +306,75 @@ mod tests {
             .to_dtype(DType::F32)
             .unwrap();
         assert!(max_diff(&fused, &generic) < 1e-5);
+    }
+
+    #[test]
+    fn padded_rows_compute_exactly_what_they_compute_alone() {
+        let dev = Device::Cpu;
+        let (h, d, t) = (2, 8, 5);
+        let rand = |t| Tensor::randn(0f32, 1.0, (2, h, t, d), &dev).unwrap();
+        let (q, k, v) = (rand(t), rand(t), rand(t));
+        let pads = [0usize, 2];
+        let mask = || Mask::PaddedCausal {
+            past: 0,
+            pads: &pads,
+        };
+        let out = attention(&q, &k, &v, 0.3, mask()).unwrap();
+        // Row 1 is 3 real tokens after 2 of padding.
+        let real = |x: &Tensor| x.i(1..2).unwrap().narrow(2, 2, 3).unwrap();
+        let alone = attention(
+            &real(&q),
+            &real(&k),
+            &real(&v),
+            0.3,
+            Mask::Causal { past: 0 },
+        )
+        .unwrap();
+        let row1 = out.i(1).unwrap();
+        assert_eq!(
+            max_diff(&row1.narrow(0, 2, 3).unwrap(), &alone.i(0).unwrap()),
+            0.0
+        );
+        assert_eq!(
+            crate::kernels::gemm::max_abs(&row1.narrow(0, 0, 2).unwrap()),
+            0.0
+        );
+        // The generic path (f64, additive mask) agrees on every real query.
+        let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let generic = attention(&f64(&q), &f64(&k), &f64(&v), 0.3, mask())
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert!(max_diff(&out.i(0).unwrap(), &generic.i(0).unwrap()) < 1e-5);
+        assert!(
+            max_diff(
+                &row1.narrow(0, 2, 3).unwrap(),
+                &generic.i(1).unwrap().narrow(0, 2, 3).unwrap()
+            ) < 1e-5
+        );
+        // A decode step: one query per row against a cache of 6 keys.
+        let (q1, k6, v6) = (rand(1), rand(6), rand(6));
+        let step = attention(
+            &q1,
+            &k6,
+            &v6,
+            0.3,
+            Mask::PaddedCausal {
+                past: 5,
+                pads: &pads,
+            },
+        )
+        .unwrap();
+        let tail = |x: &Tensor| x.i(1..2).unwrap().narrow(2, 2, 4).unwrap();
+        let alone = attention(
+            &q1.i(1..2).unwrap(),
+            &tail(&k6),
+            &tail(&v6),
+            0.3,
+            Mask::Causal { past: 3 },
+        )
+        .unwrap();
+        assert_eq!(max_diff(&step.i(1).unwrap(), &alone.i(0).unwrap()), 0.0);
     }
 
     #[test]

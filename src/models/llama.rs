@@ -16,6 +16,17 @@ use super::kv_cache::KvCache;
 use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::LlamaConfig;
 
+/// What every layer's attention of one forward hides.
+#[derive(Clone, Copy)]
+enum LayerMask<'a> {
+    /// Plain causal attention over the cache.
+    Causal,
+    /// Causal, each row's left padding hidden (the fused CPU attention skips it).
+    Padded(&'a [usize]),
+    /// An additive mask built by the caller.
+    Tensor(&'a Tensor),
+}
+
 /// RoPE tables for every position, computed once.
 struct Rotary {
     cos: Tensor,
@@ -113,7 +124,7 @@ impl Attention {
         x: &Tensor,
         rotary: (&Tensor, &Tensor),
         cache: &mut candle_nn::kv_cache::KvCache,
-        mask: Option<&Tensor>,
+        mask: LayerMask,
     ) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
         let (cos, sin) = rotary;
@@ -122,10 +133,10 @@ impl Attention {
         let past = cache.current_seq_len();
         let (k, v) = cache.append(&k, &v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        // No mask tensor means plain causal attention over the cache.
         let mask = match mask {
-            None => Mask::Causal { past },
-            Some(m) => Mask::Additive(m),
+            LayerMask::Causal => Mask::Causal { past },
+            LayerMask::Padded(pads) => Mask::PaddedCausal { past, pads },
+            LayerMask::Tensor(m) => Mask::Additive(m),
         };
         let out = attention(&q, &k, &v, scale, mask)?;
         self.o_proj.forward(&out)
@@ -249,7 +260,7 @@ impl DecoderLayer {
         x: &Tensor,
         rotary: (&Tensor, &Tensor),
         cache: &mut candle_nn::kv_cache::KvCache,
-        mask: Option<&Tensor>,
+        mask: LayerMask,
     ) -> Result<Tensor> {
         let attn =
             self.self_attn
@@ -413,6 +424,8 @@ impl Llama {
                 if pads.len() != b {
                     candle_core::bail!("left_pad has {} entries for a batch of {b}", pads.len());
                 }
+                // f32 on the CPU: the fused attention skips each row's padding keys itself.
+                let fused = x.device().is_cpu() && x.dtype() == DType::F32;
                 let positions: Vec<u32> = pads
                     .iter()
                     .flat_map(|&p| (past..past + t).map(move |i| i.saturating_sub(p) as u32))
@@ -429,7 +442,9 @@ impl Llama {
                     .sin
                     .index_select(&idx, 0)?
                     .reshape((b, t, half))?;
-                let mask = if t == 1 && past < cache.capacity {
+                let mask = if fused {
+                    None
+                } else if t == 1 && past < cache.capacity {
                     // A decode step: its row of the causal mask is the row's padding alone.
                     let pad_mask = match &cache.pad_mask {
                         Some((p, m)) if p == pads && m.dtype() == x.dtype() => m.clone(),
@@ -439,14 +454,19 @@ impl Llama {
                             m
                         }
                     };
-                    pad_mask.narrow(3, 0, past + 1)?
+                    Some(pad_mask.narrow(3, 0, past + 1)?)
                 } else {
-                    padded_causal_mask(pads, t, past, x.dtype(), x.device())?
+                    Some(padded_causal_mask(pads, t, past, x.dtype(), x.device())?)
                 };
-                (cos, sin, Some(mask))
+                (cos, sin, mask)
             }
         };
-        self.run_layers(x, (&cos, &sin), cache, mask.as_ref())
+        let mask = match (&mask, pads) {
+            (Some(m), _) => LayerMask::Tensor(m),
+            (None, Some(pads)) => LayerMask::Padded(pads),
+            (None, None) => LayerMask::Causal,
+        };
+        self.run_layers(x, (&cos, &sin), cache, mask)
     }
 
     /// Run `x` (b, t, hidden) at positions `cache.seq_len()..+t` (the same for every row)
@@ -466,7 +486,7 @@ impl Llama {
         let cos = self.rotary.cos.narrow(0, past, t)?;
         let sin = self.rotary.sin.narrow(0, past, t)?;
         let mask = mask.to_dtype(x.dtype())?;
-        self.run_layers(x, (&cos, &sin), cache, Some(&mask))
+        self.run_layers(x, (&cos, &sin), cache, LayerMask::Tensor(&mask))
     }
 
     /// RoPE tables at `positions` ((rows,) u32 on the device): (rows, 1, head_dim / 2) each.
@@ -521,7 +541,7 @@ impl Llama {
         x: &Tensor,
         rotary: (&Tensor, &Tensor),
         cache: &mut KvCache,
-        mask: Option<&Tensor>,
+        mask: LayerMask,
     ) -> Result<Tensor> {
         let mut h = x.clone();
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
