@@ -114,10 +114,31 @@ def test_understand_many_equals_one_at_a_time(model):
     sampled = model.understand_many(requests, max_new_tokens=10, do_sample=True, seed=[1, 2, 3])
     assert sampled == [model.understand(i, q, max_new_tokens=10, do_sample=True, seed=s)
                        for (i, q), s in zip(requests, [1, 2, 3])]
+    flipped = np.ascontiguousarray(np.asarray(Image.open(INPUT).convert("RGB"))[::-1])
+    many = [(INPUT, "Describe."), (None, "A long question " * 8), (flipped, "What is shown here?"),
+            ([flipped, INPUT], "<image_placeholder> versus <image_placeholder>?"), (None, "Hi")] * 2
+    kwargs = dict(max_new_tokens=30, do_sample=True, temperature=0.9, top_k=40)
+    assert model.understand_many(many, seed=list(range(10)), **kwargs) == [
+        model.understand(i, q, seed=s, **kwargs) for (i, q), s in zip(many, range(10))]
+    # Budgets that don't fit the context side by side: the rows run one after another.
+    long = model.understand_many(requests[:2], max_new_tokens=480)
+    assert long == [model.understand(i, q, max_new_tokens=480) for i, q in requests[:2]]
+    with pytest.raises(InputError, match="request 1: the conversation has 1 <image_placeholder> tags but 0 images"):
+        model.understand_many([(None, "ok"), (None, "<image_placeholder> where?")])
+    assert model.understand_many([]) == []
     with pytest.raises(InputError, match="seed has 2 entries but there are 3 prompts"):
         model.understand_many(requests, seed=[1, 2])
     with pytest.raises(InputError, match=r"requests\[0\] must be an \(image, question\) pair"):
         model.understand_many(["just a question"])
+
+
+def test_janusflow_understand_many():
+    from janus_rs import JanusFlow
+
+    flow = JanusFlow.from_pretrained(FIXTURES / "tiny-janusflow")
+    requests = [(INPUT, "Describe this image."), (None, "Write a poem about the sea."), (INPUT, "Colours?")]
+    assert flow.understand_many(requests, max_new_tokens=12) == [
+        flow.understand(i, q, max_new_tokens=12) for i, q in requests]
 
 
 def test_answer_questions_appends_and_resumes(model, tmp_path):

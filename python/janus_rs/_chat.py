@@ -198,11 +198,18 @@ class ChatModel:
         seed: int | Sequence[int] | None = None,
         system_prompt: str | None = None,
     ) -> list[str]:
-        """Answer many ``(image or images or None, question)`` pairs; returns the answers in order.
+        """Answer many ``(image or images or None, question)`` pairs as one batch; returns the
+        answers in order.
 
-        Each answer equals ``understand(image, question, ...)`` with the same arguments: greedy
-        answers are identical, and sampled ones use ``seed`` (one int for every request, or one
-        per request) exactly as one call per request would. ``None`` draws one fresh seed.
+        The images of all requests go through SigLIP together and the prompts through the LLM as
+        one left-padded, masked batch (prefill and decode), each row stopping at its own
+        end-of-sentence token — faster than one call per request (decoding reads the weights
+        once per step for every row). Each answer is what ``understand(image, question, ...)``
+        gives with the same arguments (up to float rounding of batched matmuls): greedy answers
+        match, and sampled ones use ``seed`` (one int for every request, or one per request) as
+        one call per request would; ``None`` draws one fresh seed. Rows whose padded positions
+        don't fit the context together run one after another. Memory: one KV cache row per
+        request (checked before allocating, like every call).
         """
         if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
             raise InputTypeError(f"requests must be a list of (image, question) pairs, got {type(requests).__name__}")
@@ -210,12 +217,23 @@ class ChatModel:
             if not (isinstance(r, (tuple, list)) and len(r) == 2):
                 raise InputError(f"requests[{i}] must be an (image, question) pair, got {_describe(r)}")
         seeds, _ = _per_prompt_seeds(seed, len(requests))
-        return [
-            self.understand(image, question, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                            temperature=temperature, top_p=top_p, top_k=top_k,
-                            repetition_penalty=repetition_penalty, seed=s, system_prompt=system_prompt)
-            for (image, question), s in zip(requests, seeds)
-        ]
+        temperature, top_p, repetition_penalty = _sampling_args(
+            max_new_tokens, temperature, top_p, top_k, repetition_penalty, system_prompt
+        )
+        if not requests:
+            return []
+        prompts, images = [], []
+        for image, question in requests:
+            arrays = to_rgb_arrays(image)
+            if not isinstance(question, str):
+                raise InputTypeError(f"question must be a string, got {type(question).__name__}")
+            content = question if IMAGE_TAG in question else "".join(IMAGE_TAG + "\n" for _ in arrays) + question
+            prompts.append(self.format_prompt([("user", content)], system_prompt=system_prompt))
+            images.append(arrays)
+        replies = self._native.generate_replies(
+            prompts, images, max_new_tokens, bool(do_sample), temperature, top_k, top_p, repetition_penalty, seeds,
+        )
+        return [self._native.decode(list(ids), skip_special_tokens=True) for ids in replies]
 
     @overload
     def chat(
@@ -337,14 +355,9 @@ class ChatModel:
         on_token: Callable[[int], Any] | None,
         stream: bool,
     ) -> str | Iterator[str]:
-        _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        temperature = _to_float("temperature", temperature)
-        top_p = None if top_p is None else _to_float("top_p", top_p)
-        repetition_penalty = None if repetition_penalty is None else _to_float("repetition_penalty", repetition_penalty)
-        if system_prompt is not None and not isinstance(system_prompt, str):
-            raise InputTypeError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
-        if top_k is not None:
-            _check_int("top_k", top_k, minimum=1)
+        temperature, top_p, repetition_penalty = _sampling_args(
+            max_new_tokens, temperature, top_p, top_k, repetition_penalty, system_prompt
+        )
         if seed is not None:
             _check_int("seed", seed, minimum=0)
         if on_token is not None and not callable(on_token):
@@ -461,6 +474,22 @@ def _prompts(prompt: Any) -> list[str]:
     if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
         return list(prompt)
     raise InputTypeError(f"prompt must be a string or a non-empty list of strings, got {_describe(prompt)}")
+
+
+def _sampling_args(
+    max_new_tokens: Any, temperature: Any, top_p: Any, top_k: Any, repetition_penalty: Any, system_prompt: Any
+) -> tuple[float, float | None, float | None]:
+    """Type checks of the text-generation arguments (ranges are checked by the core);
+    returns temperature, top_p and repetition_penalty as floats."""
+    _check_int("max_new_tokens", max_new_tokens, minimum=0)
+    temperature = _to_float("temperature", temperature)
+    top_p = None if top_p is None else _to_float("top_p", top_p)
+    repetition_penalty = None if repetition_penalty is None else _to_float("repetition_penalty", repetition_penalty)
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise InputTypeError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
+    if top_k is not None:
+        _check_int("top_k", top_k, minimum=1)
+    return temperature, top_p, repetition_penalty
 
 
 def _per_prompt_counts(num_images: Any, n_prompts: int) -> list[int]:

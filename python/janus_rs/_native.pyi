@@ -65,6 +65,19 @@ class JanusProModel:
         seed: int | None,
         on_token: Callable[[int], Any] | None = None,
     ) -> tuple[list[int], int]: ...
+    def generate_replies(
+        self,
+        prompts: list[str],
+        images: list[list[npt.NDArray[np.uint8]]],
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        repetition_penalty: float | None,
+        seeds: list[int],
+        on_token: Callable[[tuple[int, int]], Any] | None = None,
+    ) -> list[list[int]]: ...
     def generate_image_tokens(
         self,
         prompts: list[str],
@@ -130,6 +143,19 @@ class JanusFlowModel:
         seed: int | None,
         on_token: Callable[[int], Any] | None = None,
     ) -> tuple[list[int], int]: ...
+    def generate_replies(
+        self,
+        prompts: list[str],
+        images: list[list[npt.NDArray[np.uint8]]],
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        repetition_penalty: float | None,
+        seeds: list[int],
+        on_token: Callable[[tuple[int, int]], Any] | None = None,
+    ) -> list[list[int]]: ...
     def generation_prompt_ids(self, prompt: str) -> list[int]: ...
     def generate_latents(
         self,

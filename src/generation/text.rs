@@ -80,3 +80,96 @@ pub fn generate_text(
         hidden = llm.forward_embeds(&llm.embed(&ids)?, &mut cache, None)?;
     }
 }
+
+/// Decode several prompts as one left-padded, masked batch: `rows[i]` is (1, T_i, hidden)
+/// embeddings, `params[i]` its parameters (own seed, budget and stop tokens). Each row stops at
+/// its own stop token or budget (a finished row keeps riding along, its outputs ignored) and
+/// gets what [`generate_text`] alone would give: the same positions (RoPE counts from each
+/// row's first real token), its padding hidden by the mask, its own sampler.
+/// `on_token(row, token)` is called for every new token of an unfinished row.
+pub fn generate_text_batch(
+    llm: &Llama,
+    rows: &[Tensor],
+    params: &[TextGenerationParams],
+    on_token: &mut dyn FnMut(usize, u32) -> Result<()>,
+) -> Result<Vec<Vec<u32>>> {
+    if rows.len() != params.len() || rows.is_empty() {
+        return Err(Error::input(format!(
+            "{} prompts but {} parameter sets",
+            rows.len(),
+            params.len()
+        )));
+    }
+    let lens = rows
+        .iter()
+        .map(|r| Ok(r.dims3()?.1))
+        .collect::<Result<Vec<_>>>()?;
+    let budgets = lens
+        .iter()
+        .zip(params)
+        .map(|(&len, p)| new_token_budget(llm, len, p.max_new_tokens))
+        .collect::<Result<Vec<_>>>()?;
+    let longest = *lens.iter().max().expect("not empty");
+    let most = *budgets.iter().max().expect("not empty");
+    let ctx = llm.config().max_position_embeddings;
+    if rows.len() == 1 || longest + most > ctx {
+        // One row, or rows whose padded positions would not fit the context together.
+        return rows
+            .iter()
+            .zip(params)
+            .enumerate()
+            .map(|(i, (r, p))| generate_text(llm, r, p, &mut |t| on_token(i, t)))
+            .collect();
+    }
+    let device = rows[0].device();
+    let hidden_size = rows[0].dim(2)?;
+    let pads: Vec<usize> = lens.iter().map(|&l| longest - l).collect();
+    let padded = rows
+        .iter()
+        .zip(&pads)
+        .map(|(r, &p)| {
+            if p == 0 {
+                return Ok(r.clone());
+            }
+            let zeros = Tensor::zeros((1, p, hidden_size), r.dtype(), device)?;
+            Ok(Tensor::cat(&[&zeros, r], 1)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let x = Tensor::cat(&padded, 0)?;
+    let mut samplers = params
+        .iter()
+        .map(|p| Sampler::new(p.sampling.clone(), p.seed))
+        .collect::<Result<Vec<_>>>()?;
+    super::limits::check_kv_cache(llm, rows.len(), longest + most, device)?;
+    let mut cache = llm.new_cache(longest + most);
+    let mut hidden = {
+        let _t = crate::profile::stage("text prefill", device);
+        llm.forward_embeds(&x, &mut cache, Some(&pads))?
+    };
+    let mut generated: Vec<Vec<u32>> = budgets.iter().map(|&b| Vec::with_capacity(b)).collect();
+    let mut done: Vec<bool> = budgets.iter().map(|&b| b == 0).collect();
+    loop {
+        let logits: Vec<Vec<f32>> = {
+            let _t = crate::profile::stage("lm_head + sample", device);
+            llm.last_logits(&hidden)?.to_vec2()?
+        };
+        let mut next = Vec::with_capacity(rows.len());
+        for (i, row) in logits.iter().enumerate() {
+            if done[i] {
+                next.push(params[i].stop_tokens.first().copied().unwrap_or(0));
+                continue;
+            }
+            let token = samplers[i].sample(row, &generated[i]);
+            generated[i].push(token);
+            on_token(i, token)?;
+            done[i] = params[i].stop_tokens.contains(&token) || generated[i].len() == budgets[i];
+            next.push(token);
+        }
+        if done.iter().all(|&d| d) {
+            return Ok(generated);
+        }
+        let _t = crate::profile::stage("text decode step", device);
+        let ids = Tensor::from_vec(next, (rows.len(), 1), device)?;
+        hidden = llm.forward_embeds(&llm.embed(&ids)?, &mut cache, Some(&pads))?;
+    }
+}

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::generation::text::{generate_text, new_token_budget, OnToken, TextGenerationParams};
+use crate::generation::text::{
+    generate_text, generate_text_batch, new_token_budget, OnToken, TextGenerationParams,
+};
 use crate::kernels::linear::{FloatStorage, QuantFormat, WeightStorage};
 use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::{CheckpointFiles, ImageProcessorConfig, ProcessorConfig, SiglipConfig};
@@ -279,6 +281,51 @@ pub trait Understanding {
         let reply = generate_text(llm, &embeds, params, on_token);
         crate::profile::report("understand");
         reply
+    }
+
+    /// Answer several rendered prompts, each about its own images, as one batch: the images of
+    /// all prompts go through SigLIP together, the prompts through the LLM as one left-padded
+    /// batch ([`generate_text_batch`]); each reply is what [`Self::generate_reply_ids`] gives.
+    /// `on_token(row, id)` is called after each token of an unfinished row.
+    fn generate_replies_ids(
+        &self,
+        requests: &[(String, Vec<RgbImage>)],
+        params: &[TextGenerationParams],
+        on_token: &mut dyn FnMut(usize, u32) -> Result<()>,
+    ) -> Result<Vec<Vec<u32>>> {
+        let llm = self.parts().llm;
+        let mut prompts = Vec::with_capacity(requests.len());
+        for (i, ((prompt, images), p)) in requests.iter().zip(params).enumerate() {
+            let (ids, n_placeholders) = self.prompt_ids(prompt)?;
+            if n_placeholders != images.len() {
+                return Err(Error::input(format!(
+                    "request {i}: the conversation has {n_placeholders} <image_placeholder> tags but {} images were given",
+                    images.len()
+                )));
+            }
+            new_token_budget(llm, ids.len(), p.max_new_tokens)
+                .map_err(|e| Error::ContextLength(format!("request {i}: {e}")))?;
+            prompts.push(ids);
+        }
+        let all_images: Vec<RgbImage> = requests.iter().flat_map(|(_, im)| im.clone()).collect();
+        let embeds = if all_images.is_empty() {
+            None
+        } else {
+            Some(self.image_embeddings(&self.pixel_values(&all_images)?)?)
+        };
+        let mut first = 0;
+        let mut rows = Vec::with_capacity(requests.len());
+        for (ids, (_, images)) in prompts.iter().zip(requests) {
+            let mine = match (&embeds, images.len()) {
+                (Some(e), n) if n > 0 => Some(e.narrow(0, first, n)?),
+                _ => None,
+            };
+            first += images.len();
+            rows.push(self.inputs_embeds(ids, mine.as_ref())?);
+        }
+        let replies = generate_text_batch(llm, &rows, params, on_token);
+        crate::profile::report("understand (batch)");
+        replies
     }
 }
 

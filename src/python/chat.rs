@@ -214,6 +214,66 @@ macro_rules! chat_model_methods {
                 })?;
                 Ok((ids, seed))
             }
+
+            /// Replies to several rendered prompts (each with its images) as one batch: the new
+            /// token ids of each (EOS included if reached). Row `i` samples with `seeds[i]`.
+            /// `on_token((row, id))` is called after each token of an unfinished row.
+            #[pyo3(signature = (prompts, images, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seeds, on_token=None))]
+            #[allow(clippy::too_many_arguments)]
+            fn generate_replies(
+                &self,
+                py: Python<'_>,
+                prompts: Vec<String>,
+                images: Vec<Vec<PyReadonlyArrayDyn<u8>>>,
+                max_new_tokens: usize,
+                do_sample: bool,
+                temperature: f64,
+                top_k: Option<usize>,
+                top_p: Option<f64>,
+                repetition_penalty: Option<f64>,
+                seeds: Vec<u64>,
+                on_token: Option<Py<PyAny>>,
+            ) -> PyResult<Vec<Vec<u32>>> {
+                if prompts.len() != images.len() || prompts.len() != seeds.len() {
+                    return Err(to_py_err(crate::error::Error::input(format!(
+                        "{} prompts, {} image lists and {} seeds: give one of each per request",
+                        prompts.len(),
+                        images.len(),
+                        seeds.len()
+                    ))));
+                }
+                let requests = prompts
+                    .into_iter()
+                    .zip(&images)
+                    .map(|(p, ims)| Ok((p, ims.iter().map(rgb_from_numpy).collect::<Result<Vec<_>>>()?)))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(to_py_err)?;
+                let sampling = SamplingConfig {
+                    do_sample,
+                    temperature,
+                    top_k,
+                    top_p,
+                    repetition_penalty,
+                };
+                sampling.validate().map_err(to_py_err)?;
+                let params: Vec<TextGenerationParams> = seeds
+                    .iter()
+                    .map(|&seed| TextGenerationParams {
+                        max_new_tokens,
+                        sampling: sampling.clone(),
+                        seed,
+                        stop_tokens: vec![self.inner.tokenizer.special.eos],
+                    })
+                    .collect();
+                with_python_hook(
+                    py,
+                    on_token,
+                    |hook: &mut dyn FnMut((usize, u32)) -> Result<()>| {
+                        self.inner
+                            .generate_replies_ids(&requests, &params, &mut |row, t| hook((row, t)))
+                    },
+                )
+            }
         }
     };
 }
