@@ -151,8 +151,6 @@ def generate_images(
     ``top_p``; JanusFlow ``num_steps``). Returns counts: ``items`` (in the shard), ``skipped``
     (already done), ``generated`` (items made now), ``images`` (written now).
     """
-    from . import __version__
-
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if num_images < 1 or batch_size < 1 or seed < 0:
@@ -169,24 +167,34 @@ def generate_images(
             result = model.generate(prompts, num_images=num_images, seed=[seed + k for k in chunk],  # type: ignore[attr-defined]
                                     progress=False, **settings)
             for n, k in enumerate(chunk):
-                paths = image_paths(out_dir, k, num_images, layout)
-                for j, path in enumerate(paths):
-                    record = {"item": k, "image": j, "prompt": items[k]["prompt"], "seed": seed + k,
-                              "model": model_name or model.name, "janus_rs_version": __version__, **settings,
-                              "metadata": items[k]}
-                    text = {"parameters": _parameters_text(items[k]["prompt"], record),
-                            "janus_rs": json.dumps(record, ensure_ascii=False, sort_keys=True)}
-                    _write_atomic(path, png_bytes(result.array[n * num_images + j], text))
-                    written += 1
-                if layout == "geneval":
-                    line = json.dumps(items[k], ensure_ascii=False) + "\n"
-                    _write_atomic(out_dir / f"{k:05d}" / "metadata.jsonl", line.encode("utf-8"))
+                arrays = result.array[n * num_images : (n + 1) * num_images]
+                written += len(write_item(out_dir, k, items[k], arrays, seed + k, layout,
+                                          model_name or model.name, settings))
                 tick()
     finally:
         bar()
     if layout == "flat":
         write_flat_metadata(out_dir)
     return {"items": len(mine), "skipped": len(mine) - len(todo), "generated": len(todo), "images": written}
+
+
+def write_item(out: Path, index: int, item: dict[str, Any], arrays: "np.ndarray", seed: int, layout: str,
+               model_name: str, settings: dict[str, Any]) -> list[Path]:
+    """Write item ``index``'s images (``arrays`` (n, H, W, 3)) and, for the GenEval layout, its
+    metadata.jsonl (last, so a present metadata file means a finished item)."""
+    from . import __version__
+
+    paths = image_paths(out, index, len(arrays), layout)
+    for j, (path, array) in enumerate(zip(paths, arrays)):
+        record = {"item": index, "image": j, "prompt": item["prompt"], "seed": seed, "model": model_name,
+                  "janus_rs_version": __version__, **settings, "metadata": item}
+        text = {"parameters": _parameters_text(item["prompt"], record),
+                "janus_rs": json.dumps(record, ensure_ascii=False, sort_keys=True)}
+        _write_atomic(path, png_bytes(array, text))
+    if layout == "geneval":
+        line = json.dumps(item, ensure_ascii=False) + "\n"
+        _write_atomic(out / f"{index:05d}" / "metadata.jsonl", line.encode("utf-8"))
+    return paths
 
 
 def write_flat_metadata(out: Path) -> None:

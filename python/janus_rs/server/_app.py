@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
+import socket
 import logging
 import re
 import secrets
@@ -27,6 +29,12 @@ from ._params import read_json
 log = logging.getLogger("janus_rs.server")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _worker() -> str:
+    """Which process answered (``x-janus-rs-worker``), so replicas behind a load balancer can
+    be told apart. Computed per call: a replica may run a pickled copy of the app."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,7 @@ def _add_routes(app: FastAPI) -> None:
         response = await chat_completions(request, engine, body, options.media, request_id,
                                           options.default_max_tokens)
         response.headers["x-request-id"] = request_id
+        response.headers["x-janus-rs-worker"] = _worker()
         return response
 
     @app.post("/v1/images/generations")
@@ -236,6 +245,7 @@ def _add_routes(app: FastAPI) -> None:
         response = await image_generations(request, engine, body, request.app.state.images, request_id,
                                            strict_size=options.strict_size, max_n=options.max_images)
         response.headers["x-request-id"] = request_id
+        response.headers["x-janus-rs-worker"] = _worker()
         return response
 
     @app.get("/v1/images/files/{name}")

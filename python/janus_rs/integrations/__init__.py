@@ -1,0 +1,1 @@
+"""Integrations with other systems; each imports its dependency only when used."""
