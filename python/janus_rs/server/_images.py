@@ -178,7 +178,7 @@ def generate_images(engine: Engine, params: ImageParams, stop_flag: StopFlag) ->
             temperature=1.0 if params.temperature is None else params.temperature,
             top_k=params.top_k, top_p=params.top_p,
         )
-    return [_encode(a, params) for a in result.array], result.seed
+    return [_encode(a, params) for a in result.array], result.seeds[0]
 
 
 async def image_generations(request: Request, engine: Engine, body: dict[str, Any], store: ImageStore,
