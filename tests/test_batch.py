@@ -210,5 +210,9 @@ def test_cli_batch_errors(tmp_path, prompts_file):
     r = run_cli("batch", "generate", "--model", str(TINY), "--prompts", str(prompts_file), "--out",
                 str(tmp_path / "o"), "--shard", "3/2")
     assert r.returncode == 1 and "shard must be I/N with 0 <= I < N" in r.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    r = run_cli("batch", "generate", "--model", str(TINY), "--prompts", str(prompts_file), "--out", str(a_file))
+    assert r.returncode == 2 and "is a file; give a folder" in r.stderr
     r = run_cli("batch", "--help")
     assert r.returncode == 0 and "generate" in r.stdout and "understand" in r.stdout

@@ -360,6 +360,8 @@ def _cmd_batch_generate(args: argparse.Namespace) -> int:
 
     shard = Shard.parse(args.shard)
     items = read_jsonl_items(args.prompts, "prompt")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out} is a file; give a folder (it is created if missing)", status=2)
     model = _load(args, needs_vae=True)
     from .janus_flow import JanusFlow
 
