@@ -11,21 +11,13 @@ irrelevant to the result). Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import cpu_description  # noqa: E402
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -56,7 +48,7 @@ def main() -> int:
             times[b] = time.perf_counter() - start
         same = tree(Path(tmp) / "b1") == tree(Path(tmp) / f"b{args.batch_size}")
     fmt = f"{model.dtype}" + (f" + {model.quantize}" if model.quantize else "")
-    print(f"CPU: {cpu_model()}; model {model.name} ({fmt}); {args.prompts} prompts, 1 image each; "
+    print(f"CPU: {cpu_description()}; model {model.name} ({fmt}); {args.prompts} prompts, 1 image each; "
           f"files identical: {same}")
     print()
     print("| prompts per call | wall | images/s | speed-up |")

@@ -13,21 +13,14 @@ prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import cpu_description  # noqa: E402
 
 
 def main() -> int:
@@ -55,7 +48,7 @@ def main() -> int:
     t_batch = time.perf_counter() - start
     same = sum(a == b for a, b in zip(loop, batch))
 
-    print(f"CPU: {cpu_model()}; model {model.name} ({model.dtype}); {args.pairs} pairs; max_new_tokens {n}; "
+    print(f"CPU: {cpu_description()}; model {model.name} ({model.dtype}); {args.pairs} pairs; max_new_tokens {n}; "
           f"answers equal: {same}/{args.pairs}")
     print()
     print("| | wall | pairs/s | speed-up |")

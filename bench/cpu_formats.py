@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -24,22 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from cpu import warm_page_cache  # noqa: E402
-
-
-def cpu_description() -> str:
-    model, flags = platform.processor() or "unknown CPU", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
-                         if f in have]
-                break
-    except OSError:
-        pass
-    return f"{model}; {', '.join(flags) or 'no AVX2'}"
+from timing import cpu_description  # noqa: E402
 
 
 def run(model: str, fmt: str, steps: int) -> dict:

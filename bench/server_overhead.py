@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import cpu_description  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,16 +46,6 @@ def measure(pairs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[
             f()
             times[name].append(time.perf_counter() - start)
     return times
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -118,7 +111,7 @@ def main() -> int:
     server.should_exit = True
     thread.join(timeout=10)
 
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; model {model.name}; {args.rounds} rounds; "
+    print(f"CPU: {cpu_description()}, {os.cpu_count()} logical cores; model {model.name}; {args.rounds} rounds; "
           f"Python {platform.python_version()}, openai {openai.__version__}, uvicorn {uvicorn.__version__}")
     print()
     print("| request | via | library p50 | server p50 | overhead p50 | overhead p90 |")

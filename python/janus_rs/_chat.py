@@ -12,7 +12,7 @@ import numpy as np
 from . import _backend
 from .errors import InputError, InputTypeError
 from .images import ImageInput, to_rgb_array, to_rgb_arrays
-from ._messages import IMAGE_TAG, normalise_conversation
+from ._messages import normalise_conversation, with_image_tags
 from .streaming import stream_tokens
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -164,12 +164,7 @@ class ChatModel:
             The answer text, special tokens removed (or, with ``stream=True``, an iterator of
             its pieces; joined, they equal the non-streamed answer).
         """
-        images = to_rgb_arrays(image)
-        if not isinstance(question, str):
-            raise InputTypeError(f"question must be a string, got {type(question).__name__}")
-        content = question
-        if IMAGE_TAG not in question:
-            content = "".join(IMAGE_TAG + "\n" for _ in images) + question
+        content, images = _question_turn(image, question)
         return self._reply(
             [("user", content)],
             images,
@@ -224,10 +219,7 @@ class ChatModel:
             return []
         prompts, images = [], []
         for image, question in requests:
-            arrays = to_rgb_arrays(image)
-            if not isinstance(question, str):
-                raise InputTypeError(f"question must be a string, got {type(question).__name__}")
-            content = question if IMAGE_TAG in question else "".join(IMAGE_TAG + "\n" for _ in arrays) + question
+            content, arrays = _question_turn(image, question)
             prompts.append(self.format_prompt([("user", content)], system_prompt=system_prompt))
             images.append(arrays)
         replies = self._native.generate_replies(
@@ -474,6 +466,14 @@ def _prompts(prompt: Any) -> list[str]:
     if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
         return list(prompt)
     raise InputTypeError(f"prompt must be a string or a non-empty list of strings, got {_describe(prompt)}")
+
+
+def _question_turn(image: Any, question: Any) -> tuple[str, list[np.ndarray]]:
+    """The user turn of an ``understand`` question and its images as arrays."""
+    images = to_rgb_arrays(image)
+    if not isinstance(question, str):
+        raise InputTypeError(f"question must be a string, got {type(question).__name__}")
+    return with_image_tags(question, len(images)), images
 
 
 def _sampling_args(

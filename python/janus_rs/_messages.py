@@ -51,6 +51,12 @@ class Conversation:
     images: list[np.ndarray] = field(default_factory=list)
 
 
+def with_image_tags(text: str, n_images: int) -> str:
+    """``text`` with one ``<image_placeholder>`` line per image before it (the official training
+    format), unless it already holds tags that place the images itself."""
+    return text if IMAGE_TAG in text else "".join(IMAGE_TAG + "\n" for _ in range(n_images)) + text
+
+
 def decode_data_url(url: str) -> bytes:
     """The bytes of a ``data:[<mime>][;base64],<data>`` URL (RFC 2397).
 
@@ -135,7 +141,7 @@ def normalise_conversation(messages: Any, *, resolve: UrlResolver = library_reso
             continue
         n_tags = text.count(IMAGE_TAG)
         if part_images and n_tags == 0:
-            text = "".join(IMAGE_TAG + "\n" for _ in part_images) + text
+            text = with_image_tags(text, len(part_images))
         elif n_tags != len(part_images):
             raise InputError(f"{where} has {n_tags} {IMAGE_TAG} tags but {len(part_images)} images")
         turns.append((role, text))

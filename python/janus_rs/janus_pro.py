@@ -10,7 +10,6 @@ import numpy as np
 from . import _backend, _native
 from ._chat import (
     DEFAULT_SYSTEM_PROMPT,
-    IMAGE_TAG,
     ChatModel,
     Message,
     _check_int,
@@ -21,6 +20,7 @@ from ._chat import (
     _to_float,
     _token_ids,
 )
+from ._messages import IMAGE_TAG
 from .errors import InputError
 from .generation import GenerationResult, Progress, progress_hook
 from .images import ImageInput, to_rgb_arrays
