@@ -346,8 +346,8 @@ PY
 ph_install() {
   if [[ $MODE == cuda ]]; then
     local whl so site=/tmp/janus-site
-    whl=$(ls -1 "$ROOT"/dist-gpu/janus_rs-*.whl 2>/dev/null | head -1)
-    if [[ -z $whl ]]; then fail "no dist-gpu/janus_rs-*.whl (was dist-gpu carried?)"; return 1; fi
+    whl=$(ls -1 "$ROOT"/dist-gpu/janus_rs_cu13-*.whl 2>/dev/null | head -1)
+    if [[ -z $whl ]]; then fail "no dist-gpu/janus_rs_cu13-*.whl (was dist-gpu carried?)"; return 1; fi
     put wheel "$(basename "$whl")"
     putn wheel_mib "$(awk -v b="$(stat -c %s "$whl")" 'BEGIN { printf "%.2f", b / 1048576 }')"
     rm -rf "$site"

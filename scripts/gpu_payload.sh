@@ -28,12 +28,12 @@ export CUDA_TARGET_DIR=${CUDA_TARGET_DIR:-$HOME/.cache/janus-rs/target-cuda}
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 
 if (( ! SKIP_BUILD )); then
-  rm -f "$OUT_DIR"/janus_rs-*.whl "$OUT_DIR/MANIFEST"
+  rm -f "$OUT_DIR"/janus_rs*.whl "$OUT_DIR/MANIFEST"
   scripts/build_cuda_wheel.sh "$OUT_DIR"
 fi
 
 shopt -s nullglob
-wheels=("$OUT_DIR"/janus_rs-*+cu130-*.whl)
+wheels=("$OUT_DIR"/janus_rs_cu13-*.whl)
 shopt -u nullglob
 if (( ${#wheels[@]} != 1 )); then
   echo "gpu_payload: expected exactly one CUDA wheel in $OUT_DIR/, found ${#wheels[@]}: ${wheels[*]:-none}" >&2

@@ -13,7 +13,11 @@ Quick start::
 
 from __future__ import annotations
 
-from . import _native
+from ._distribution import check_single_distribution
+
+check_single_distribution()
+
+from . import _native  # noqa: E402  (after the check: the native modules may be a mix of two wheels)
 from ._backend import cuda_available, cuda_unavailable_reason, get_num_threads, set_num_threads
 from .errors import (
     ConfigError,

@@ -1,12 +1,13 @@
 """Which native module runs a model: the CPU core, or the CUDA core loaded on demand.
 
-The CPU module (``janus_rs._native``) is in every wheel and imports everywhere. The CUDA wheel
-(``scripts/build_cuda_wheel.sh``) adds ``janus_rs._native_cuda``, built with candle's CUDA backend.
+The CPU module (``janus_rs._native``) is in every wheel and imports everywhere. The CUDA
+distribution ``janus-rs-cu13`` (built by ``scripts/build_cuda_wheel.sh``) adds
+``janus_rs._native_cuda``, built with candle's CUDA backend.
 candle links the CUDA libraries at build time, so that module can only be imported where the
-NVIDIA driver (``libcuda.so.1``) and the CUDA 13 libraries cuBLAS (with cuBLASLt) and cuRAND
-exist; it is therefore imported lazily, the first time a ``cuda`` device is requested.
+NVIDIA driver (``libcuda.so.1``) and the CUDA 13 libraries cuBLAS (with cuBLASLt, which need
+the runtime ``libcudart``) and cuRAND exist; it is therefore imported lazily, the first time a ``cuda`` device is requested.
 The runtime libraries are found through the module's RUNPATH (``site-packages/nvidia/cu13/lib``,
-where PyTorch's ``nvidia-*`` wheels put them) or, failing that, preloaded here from every
+where the ``nvidia-cublas``/``nvidia-curand`` wheels it depends on put them) or, failing that, preloaded here from every
 ``site-packages/nvidia/cu13/lib`` and from ``$JANUS_RS_CUDA_LIB_DIR``.
 """
 
@@ -25,7 +26,7 @@ from types import ModuleType
 from . import _native
 from .errors import DeviceError, InputError, InputTypeError
 
-_CUDA_LIBS = ("libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10")
+_CUDA_LIBS = ("libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10")
 _cuda_module: ModuleType | None = None
 _cuda_import_error: str | None = None
 
@@ -78,15 +79,15 @@ def _load_cuda_module() -> ModuleType | None:
                 _cuda_import_error = str(e)
             else:
                 _cuda_import_error = (
-                    "this installation of janus-rs is the CPU-only build; install the CUDA wheel "
-                    "(built by scripts/build_cuda_wheel.sh) to use a GPU"
+                    "this installation of janus-rs is the CPU-only build; to use an NVIDIA GPU, "
+                    "`pip uninstall -y janus-rs && pip install janus-rs-cu13` (CUDA 13, driver >= 580)"
                 )
         except ImportError as e:
             _cuda_import_error = (
                 f"the CUDA build of janus-rs is installed but could not be loaded: {e}. It needs the "
                 "NVIDIA driver (libcuda.so.1, driver >= 580 / CUDA 13.0) and the CUDA 13 libraries "
-                "cuBLAS and cuRAND (e.g. `pip install nvidia-cublas nvidia-curand`, or a CUDA 13 "
-                "PyTorch); set JANUS_RS_CUDA_LIB_DIR "
+                "cuBLAS, cuRAND and the runtime (janus-rs-cu13 depends on them: `pip install "
+                "nvidia-cublas nvidia-curand nvidia-cuda-runtime` if they went missing); set JANUS_RS_CUDA_LIB_DIR "
                 "to the folder holding them if they live elsewhere"
             )
     return None

@@ -6,6 +6,18 @@ from typing import Any, Callable, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "__version__",
+    "cuda_compiled",
+    "cuda_device_count",
+    "set_num_threads",
+    "num_threads",
+    "resolve_pretrained",
+    "JanusProModel",
+    "JanusFlowModel",
+    "decode_image",
+]
+
 __version__: str
 cuda_compiled: bool
 

@@ -340,9 +340,10 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import __version__, _backend
+    from . import __version__, _backend, _distribution
 
-    info: dict[str, Any] = {"janus_rs_version": __version__}
+    info: dict[str, Any] = {"janus_rs_version": __version__,
+                            "distribution": _distribution.installed_distribution()}
     if args.model is not None:
         model = _load(args)
         info["model_class"] = type(model).__name__
@@ -500,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         if quantize:
             g.add_argument("--quantize", default=None, choices=["q8_0", "q6_k", "q4_k"],
                            help="keep the LLM's projections and lm_head block-quantized (less memory, "
-                                "faster CPU decoding, approximate: see the README)")
+                                "faster CPU decoding, approximate: see docs/performance.md)")
         g.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
                        help="CPU threads (default: JANUS_RS_NUM_THREADS, else the physical cores)")
         g.add_argument("--roles", nargs=2, default=None, metavar=("USER", "ASSISTANT"),
