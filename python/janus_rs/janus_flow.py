@@ -91,8 +91,11 @@ class JanusFlow(ChatModel):
                 ``"float16"`` is refused: the SDXL VAE overflows in it (NaN images).
             roles: the chat role strings ``(user, assistant)``; default ``("User",
                 "Assistant")``, as JanusFlow was trained.
-            local_files_only, cache_dir, token, progress: as in :meth:`JanusPro.from_pretrained`
-                (they apply to both the model and the VAE).
+            local_files_only: as in :meth:`JanusPro.from_pretrained` (applies to both the model
+                and the VAE).
+            cache_dir: as in :meth:`JanusPro.from_pretrained` (applies to both).
+            token: as in :meth:`JanusPro.from_pretrained` (applies to both).
+            progress: as in :meth:`JanusPro.from_pretrained` (applies to both).
 
         Raises:
             NotFoundError: a folder or required file is missing (the model's or the VAE's).

@@ -93,7 +93,7 @@ class JanusPro(ChatModel):
             quantize: ``None`` (default), ``"q8_0"``, ``"q6_k"`` or ``"q4_k"``: keep the LLM's
                 projections and ``lm_head`` block-quantized (llama.cpp's formats, candle's
                 kernels): less memory and faster CPU decoding at a measured cost in accuracy
-                (README, *Performance*). Everything else (embeddings, norms, SigLIP, the image
+                (docs/performance.md). Everything else (embeddings, norms, SigLIP, the image
                 head, the VQ decoder) stays as ``dtype`` says; so does a matrix whose input width
                 is not a multiple of the format's block (32 for q8_0, 256 for the k-quants), said
                 once in the ``janus_rs`` log and counted in ``info["llm_weight_formats"]``.
@@ -175,8 +175,10 @@ class JanusPro(ChatModel):
             parallel_size: the official name of ``num_images``, accepted as an alias.
             cfg_weight: classifier-free guidance weight (official default 5).
             temperature: sampling temperature (official default 1); 0 takes the argmax.
-            top_k, top_p: optional extra filtering of the guided distribution (off by default,
-                as in the official code).
+            top_k: optional extra filtering of the guided distribution (off by default, as in
+                the official code).
+            top_p: optional extra filtering of the guided distribution (off by default, as in
+                the official code).
             seed: makes the images reproducible: one int for every prompt, or a list with one
                 per prompt; ``None`` draws a fresh seed, reported as ``result.seed``. Image ``i``
                 of a prompt draws from random stream ``i`` of its prompt's seed and nothing

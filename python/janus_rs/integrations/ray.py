@@ -80,8 +80,10 @@ class JanusImageGenerator:
 
     Args:
         model: a folder or hub id (each actor loads it; weights must be reachable from every node).
-        num_images, seed: images per prompt and the seed base.
-        out, layout: where and how to write files (optional).
+        num_images: images per prompt.
+        seed: the seed base.
+        out: where to write files (optional).
+        layout: how to write files (optional).
         load_options: ``from_pretrained`` keywords (device, dtype, quantize, threads, vae, ...).
         settings: ``generate`` keywords (cfg_weight, temperature, top_k, top_p; JanusFlow num_steps).
     """
