@@ -13,11 +13,10 @@ Quick start::
 
 from __future__ import annotations
 
-from ._distribution import check_single_distribution
-
-check_single_distribution()
-
-from . import _native  # noqa: E402  (after the check: the native modules may be a mix of two wheels)
+# First: importing _distribution refuses janus-rs and janus-rs-cu13 installed together (their
+# files, native modules included, would be a mix of the two wheels).
+from . import _distribution  # noqa: F401
+from . import _native
 from ._backend import cuda_available, cuda_unavailable_reason, get_num_threads, set_num_threads
 from .errors import (
     ConfigError,

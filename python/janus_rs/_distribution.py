@@ -2,8 +2,9 @@
 CUDA 13, with the CPU core too).
 
 Both install the same import package, so with both in one ``site-packages`` the files of one
-overwrite the other's and uninstalling either breaks what is left; ``import janus_rs`` refuses
-that state with an :class:`ImportError` that says how to get out of it. The check lists the folder
+overwrite the other's and uninstalling either breaks what is left; importing this module (the
+first thing ``import janus_rs`` does) refuses that state with an :class:`ImportError` that says
+how to get out of it. The check lists the folder
 the package was imported from (about a millisecond; ``importlib.metadata`` would cost 100 ms).
 """
 
@@ -54,3 +55,6 @@ def installed_distribution() -> str | None:
     ``sys.path``)."""
     found = installed_distributions()
     return found[0] if len(found) == 1 else None
+
+
+check_single_distribution()
