@@ -38,7 +38,7 @@ fi
 export CUDA_HOME=$_R CUDA_ROOT=$_R CUDA_PATH=$_R      # cudarc's link search (+ cudaforge's fallback)
 export NVCC=$_R/bin/nvcc PATH=$_R/bin:$PATH           # cudaforge (candle-kernels) finds nvcc
 export CUDARC_CUDA_VERSION=13000                      # cudarc bindings for CUDA 13.0 (driver >= 580)
-export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}       # no nvidia-smi here: see README "CUDA build"
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}       # no nvidia-smi here: see docs/cuda.md "Compute capability"
 export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-2}      # parallel nvcc jobs for candle-kernels' libmoe.a
 export LIBRARY_PATH=$_R/lib64:$_R/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}
 unset _S _R _f _l

@@ -408,7 +408,7 @@ mod tests {
 
     /// Each format against the f32 product on its own dequantized weights (only the activation
     /// rounding inside candle's kernels differs: tight) and against the original weights (the
-    /// format's loss, documented in the README), for 1, 2 and 16 rows, with a bias.
+    /// format's loss, documented in docs/performance.md), for 1, 2 and 16 rows, with a bias.
     #[test]
     fn q4k_products_of_many_rows_run_in_chunks_with_the_same_result() -> Result<()> {
         // 61 rows: two full chunks and a partial one; each row's result must not depend on the
