@@ -1,10 +1,10 @@
 //! `y = x · Wᵀ` for a few input rows (decode steps), with the weight stored in f32 or bf16.
 //!
-//! A decode step is memory-bound: every weight is read once per step and used for one or two
+//! A decode step is memory-bound: every weight is read once per step and used for one or a few
 //! input rows. The general GEMM packs its operands first and splits its work for many rows; here
 //! each thread streams a contiguous block of weight rows once, four rows at a time (four memory
 //! streams keep more loads in flight than one), and multiplies each against every input row
-//! while it sits in L1. bf16 weights are widened in registers (a bf16 is the top half of an f32);
+//! while it sits in L1, up to four input rows per pass (two with AVX2). bf16 weights are widened in registers (a bf16 is the top half of an f32);
 //! accumulation is f32 throughout, so results differ from a plain dot product only by summation
 //! order.
 //!
@@ -226,33 +226,62 @@ pub fn few_rows<W: WeightElem>(
                 let live = ROW_BLOCK.min(last - j0);
                 let mut r0 = 0;
                 while r0 < m {
-                    let pair = m - r0 >= 2;
+                    let rows_now = input_rows_per_pass(level, m - r0);
+                    let mut out = [[0f32; MAX_INPUT_ROWS]; ROW_BLOCK];
                     // SAFETY: every row pointer addresses k elements (asserted lengths), and
                     // `level` is at most the detected level.
-                    let out: [[f32; 2]; ROW_BLOCK] = unsafe {
-                        if pair {
-                            W::block::<2>(
-                                level,
-                                rows,
-                                [x[r0 * k..].as_ptr(), x[(r0 + 1) * k..].as_ptr()],
-                                k,
-                            )
-                        } else {
-                            W::block::<1>(level, rows, [x[r0 * k..].as_ptr()], k)
-                                .map(|[v]| [v, 0.0])
+                    unsafe {
+                        let xs = |r: usize| x[(r0 + r) * k..].as_ptr();
+                        match rows_now {
+                            4 => {
+                                let o = W::block::<4>(level, rows, std::array::from_fn(xs), k);
+                                for (dst, src) in out.iter_mut().zip(o) {
+                                    dst[..4].copy_from_slice(&src);
+                                }
+                            }
+                            2 => {
+                                let o = W::block::<2>(level, rows, std::array::from_fn(xs), k);
+                                for (dst, src) in out.iter_mut().zip(o) {
+                                    dst[..2].copy_from_slice(&src);
+                                }
+                            }
+                            _ => {
+                                let o = W::block::<1>(level, rows, [xs(0)], k);
+                                for (dst, src) in out.iter_mut().zip(o) {
+                                    dst[0] = src[0];
+                                }
+                            }
                         }
-                    };
+                    }
                     for (i, o) in out.iter().enumerate().take(live) {
-                        for (r, &v) in o.iter().enumerate().take(if pair { 2 } else { 1 }) {
+                        for (r, &v) in o.iter().enumerate().take(rows_now) {
                             // SAFETY: (r0 + r, j0 + i) is inside y (m × n); tasks write disjoint
                             // column ranges.
                             unsafe { *y_ptr.0.add((r0 + r) * n + j0 + i) = v };
                         }
                     }
-                    r0 += if pair { 2 } else { 1 };
+                    r0 += rows_now;
                 }
             }
         });
+}
+
+/// The most input rows one pass over a weight block multiplies.
+const MAX_INPUT_ROWS: usize = 4;
+
+/// Input rows per pass over a weight block: each pass widens the block's weights once and keeps
+/// `ROW_BLOCK × rows` accumulators in registers. AVX-512 has 32 vector registers, room for four
+/// input rows (16 accumulators); AVX2's 16 hold two. Every (weight row, input row) pair is summed
+/// in the same order whatever the rows per pass, so a row's result never depends on the rows
+/// beside it (batched decoding gives the one-row answers exactly).
+fn input_rows_per_pass(level: SimdLevel, remaining: usize) -> usize {
+    if level == SimdLevel::Avx512 && remaining >= 4 {
+        4
+    } else if remaining >= 2 {
+        2
+    } else {
+        1
+    }
 }
 
 struct SendPtr(*mut f32);
@@ -459,6 +488,35 @@ mod tests {
                 let mut y = vec![f32::NAN; m * n];
                 few_rows(level, &x, &wb, (m, n, k), &mut y);
                 assert_close(&y, &want, 1e-5, &format!("bf16 {what}"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_s_result_does_not_depend_on_the_rows_beside_it() {
+        // Batched decoding relies on it: row r of an m-row product is bit-identical to the
+        // product of row r alone, at every level and row count (4-, 2- and 1-row passes mixed).
+        let (n, k) = (37, 300);
+        for m in 1..=11 {
+            let (x, w) = inputs(m, n, k);
+            let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+            for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
+                if level > detected_level() {
+                    continue;
+                }
+                let mut all = vec![0f32; m * n];
+                few_rows(level, &x, &wb, (m, n, k), &mut all);
+                for r in 0..m {
+                    let mut one = vec![0f32; n];
+                    few_rows(level, &x[r * k..(r + 1) * k], &wb, (1, n, k), &mut one);
+                    let row = &all[r * n..(r + 1) * n];
+                    assert!(
+                        row.iter()
+                            .zip(&one)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{level:?} m={m} row {r}"
+                    );
+                }
             }
         }
     }
