@@ -227,32 +227,16 @@ pub fn few_rows<W: WeightElem>(
                 let mut r0 = 0;
                 while r0 < m {
                     let rows_now = input_rows_per_pass(level, m - r0);
-                    let mut out = [[0f32; MAX_INPUT_ROWS]; ROW_BLOCK];
+                    let xs = &x[r0 * k..];
                     // SAFETY: every row pointer addresses k elements (asserted lengths), and
                     // `level` is at most the detected level.
-                    unsafe {
-                        let xs = |r: usize| x[(r0 + r) * k..].as_ptr();
+                    let out = unsafe {
                         match rows_now {
-                            4 => {
-                                let o = W::block::<4>(level, rows, std::array::from_fn(xs), k);
-                                for (dst, src) in out.iter_mut().zip(o) {
-                                    dst[..4].copy_from_slice(&src);
-                                }
-                            }
-                            2 => {
-                                let o = W::block::<2>(level, rows, std::array::from_fn(xs), k);
-                                for (dst, src) in out.iter_mut().zip(o) {
-                                    dst[..2].copy_from_slice(&src);
-                                }
-                            }
-                            _ => {
-                                let o = W::block::<1>(level, rows, [xs(0)], k);
-                                for (dst, src) in out.iter_mut().zip(o) {
-                                    dst[0] = src[0];
-                                }
-                            }
+                            4 => one_pass::<W, 4>(level, rows, xs, k),
+                            2 => one_pass::<W, 2>(level, rows, xs, k),
+                            _ => one_pass::<W, 1>(level, rows, xs, k),
                         }
-                    }
+                    };
                     for (i, o) in out.iter().enumerate().take(live) {
                         for (r, &v) in o.iter().enumerate().take(rows_now) {
                             // SAFETY: (r0 + r, j0 + i) is inside y (m × n); tasks write disjoint
@@ -268,6 +252,23 @@ pub fn few_rows<W: WeightElem>(
 
 /// The most input rows one pass over a weight block multiplies.
 const MAX_INPUT_ROWS: usize = 4;
+
+/// One pass over a weight block for the `R` input rows at the start of `x` (row-major, `k` wide):
+/// `out[i][r]` for `r < R`, the rest zero.
+///
+/// # Safety
+/// As [`WeightElem::block`]; `x` holds at least `R` rows.
+unsafe fn one_pass<W: WeightElem, const R: usize>(
+    level: SimdLevel,
+    rows: [*const W; ROW_BLOCK],
+    x: &[f32],
+    k: usize,
+) -> [[f32; MAX_INPUT_ROWS]; ROW_BLOCK] {
+    // SAFETY: forwarded to the caller.
+    let block =
+        unsafe { W::block::<R>(level, rows, std::array::from_fn(|r| x[r * k..].as_ptr()), k) };
+    block.map(|src| std::array::from_fn(|r| if r < R { src[r] } else { 0.0 }))
+}
 
 /// Input rows per pass over a weight block: each pass widens the block's weights once and keeps
 /// `ROW_BLOCK × rows` accumulators in registers. AVX-512 has 32 vector registers, room for four
