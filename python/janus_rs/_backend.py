@@ -5,10 +5,11 @@ distribution ``janus-rs-cu13`` (built by ``scripts/build_cuda_wheel.sh``) adds
 ``janus_rs._native_cuda``, built with candle's CUDA backend.
 candle links the CUDA libraries at build time, so that module can only be imported where the
 NVIDIA driver (``libcuda.so.1``) and the CUDA 13 libraries cuBLAS (with cuBLASLt, which need
-the runtime ``libcudart``) and cuRAND exist; it is therefore imported lazily, the first time a ``cuda`` device is requested.
-The runtime libraries are found through the module's RUNPATH (``site-packages/nvidia/cu13/lib``,
-where the ``nvidia-cublas``/``nvidia-curand`` wheels it depends on put them) or, failing that, preloaded here from every
-``site-packages/nvidia/cu13/lib`` and from ``$JANUS_RS_CUDA_LIB_DIR``.
+the runtime ``libcudart``) and cuRAND exist; it is therefore imported lazily, the first time a
+``cuda`` device is requested. The runtime libraries are found through the module's RUNPATH
+(``site-packages/nvidia/cu13/lib``, where the ``nvidia-*`` wheels janus-rs-cu13 depends on put
+them) or, failing that, preloaded here from every ``site-packages/nvidia/cu13/lib`` and from
+``$JANUS_RS_CUDA_LIB_DIR``.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def _load_cuda_module() -> ModuleType | None:
                 f"the CUDA build of janus-rs is installed but could not be loaded: {e}. It needs the "
                 "NVIDIA driver (libcuda.so.1, driver >= 580 / CUDA 13.0) and the CUDA 13 libraries "
                 "cuBLAS, cuRAND and the runtime (janus-rs-cu13 depends on them: `pip install "
-                "nvidia-cublas nvidia-curand nvidia-cuda-runtime` if they went missing); set JANUS_RS_CUDA_LIB_DIR "
-                "to the folder holding them if they live elsewhere"
+                "nvidia-cublas nvidia-curand nvidia-cuda-runtime` if they went missing); set "
+                "JANUS_RS_CUDA_LIB_DIR to the folder holding them if they live elsewhere"
             )
     return None
 
