@@ -9,8 +9,10 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::few_rows::simd_level;
 use super::gemm::{gemm_f32, Strided};
 use super::masks::padded_causal_mask;
+use super::single_query;
 
 /// Which keys each query may see.
 pub enum Mask<'a> {
@@ -201,6 +203,27 @@ impl CustomOp3 for FusedAttention {
                 let (qp, kp, vp) = (q.head(bi, h), k.head(bi, h / rep), v.head(bi, h / rep));
                 // SAFETY: `pad` rows into head (bi, h) of k and v, inside it (pad <= tk).
                 let (kp, vp) = unsafe { (kp.add(pad * k.stride[2]), vp.add(pad * v.stride[2])) };
+                if tq == 1 {
+                    // A decode step: its query sees every key from the first real one on.
+                    let mut out = vec![0f32; d];
+                    let level = simd_level();
+                    // SAFETY: q is d long; k and v hold tk rows of d from kp/vp at their row
+                    // strides (inside head (bi, h), as above).
+                    unsafe {
+                        single_query::scores(
+                            level,
+                            qp,
+                            kp,
+                            k.stride[2],
+                            d,
+                            self.scale,
+                            &mut scores,
+                        );
+                        softmax_in_place(&mut scores);
+                        single_query::weighted_sum(level, &scores, vp, v.stride[2], &mut out);
+                    }
+                    return (bh, out);
+                }
                 // SAFETY: scores is (tq × tk) row-major; q is (tq × d) with row stride
                 // q.stride[2]; kᵀ is (d × tk) with column stride k.stride[2]; all inside their
                 // buffers as the layouts describe.

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 /// understanding and CFG with up to 16 images decode with such row counts).
 pub const FEW_ROWS: usize = 32;
 /// Weight rows handled together (each one a memory stream).
-const ROW_BLOCK: usize = 4;
+pub const ROW_BLOCK: usize = 4;
 /// Bytes of weights per parallel task.
 const TASK_BYTES: usize = 256 << 10;
 
