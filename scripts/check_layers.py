@@ -3,7 +3,7 @@
 
 The top-level modules of `src/` form layers, lowest first:
 
-    error → profile, device, threads → loading → kernels → models → preprocess → generation
+    error → profile, device, threads, memory → loading → kernels → models → preprocess → generation
           → pipelines → python, fuzzing
 
 A module may use any module of a lower layer and itself, never one of its own layer or above
@@ -25,7 +25,7 @@ from pathlib import Path
 
 LAYERS: list[set[str]] = [
     {"error"},
-    {"profile", "device", "threads"},
+    {"profile", "device", "threads", "memory"},
     {"loading"},
     {"kernels"},
     {"models"},

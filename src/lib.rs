@@ -11,7 +11,8 @@
 //! - [`pipelines`]: the assembled [`JanusPro`] and [`JanusFlow`];
 //! - `python`: the pyo3 bindings (behind the `python` feature).
 //!
-//! [`error`], [`profile`], [`device`] and [`threads`] sit under all of them.
+//! [`error`], [`profile`], [`device`], [`threads`] and [`memory`] (the allocator) sit under all
+//! of them.
 
 pub mod device;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod fuzzing;
 pub mod generation;
 pub mod kernels;
 pub mod loading;
+pub mod memory;
 pub mod models;
 pub mod pipelines;
 pub mod preprocess;
@@ -29,4 +31,7 @@ pub mod threads;
 mod python;
 
 pub use error::{Error, Result};
+
+#[global_allocator]
+static ALLOCATOR: memory::ReusingAllocator = memory::ReusingAllocator;
 pub use pipelines::{FlowLoadOptions, JanusFlow, JanusPro, LoadOptions};

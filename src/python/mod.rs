@@ -21,6 +21,8 @@ pub(crate) fn without_gil<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> Result<T> + Send,
 ) -> PyResult<T> {
+    // Large blocks freed during the call are reused by it (see `memory`), then released.
+    let _reuse = crate::memory::Reuse::begin();
     match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(to_py_err(e)),

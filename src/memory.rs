@@ -1,0 +1,319 @@
+//! The process's allocator: the system one, keeping freed large blocks for reuse during calls.
+//!
+//! A batch's prefill or SigLIP makes hundreds of tensors of hundreds of MB (16 prompts of 600
+//! tokens: the MLP's intermediate alone is 435 MB per layer). glibc serves every block over
+//! 32 MB with a fresh `mmap` and unmaps it when freed, so each one is page-faulted and zeroed by
+//! the kernel again: measured on the 1B, 16 pairs' SigLIP + prefill spent 66 of its 306 CPU
+//! seconds in the kernel (22 million page faults). Inside a [`Reuse`] scope (each library call
+//! from Python) a freed block of [`LARGE`] bytes or more is kept, and a later request of the same
+//! size class takes it back without a page fault.
+//!
+//! Kept blocks are capped at [`keep_limit`] bytes (2 GiB, or an eighth of the machine's memory
+//! if less): a freed block that would pass the cap goes back to the system, so peak memory during
+//! a call is at most that much above what the system allocator alone would reach. Blocks are
+//! never evicted to admit others: with the same sizes coming back every layer, the blocks
+//! admitted stay and keep being reused. Kept blocks are returned when the last scope ends.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Blocks from this size on go through the reuse cache (and are rounded up to [`CLASS`]).
+pub const LARGE: usize = 8 << 20;
+/// Large blocks are allocated in multiples of this, so that similar sizes share a class.
+const CLASS: usize = 1 << 20;
+/// At most this many blocks are kept.
+const SLOTS: usize = 256;
+/// The most bytes kept, whatever the machine.
+const KEEP_MAX: usize = 2 << 30;
+
+/// The allocator janus-rs installs (`#[global_allocator]` in `lib.rs`).
+pub struct ReusingAllocator;
+
+#[derive(Clone, Copy)]
+struct Kept {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+struct Cache {
+    blocks: [Option<Kept>; SLOTS],
+}
+
+// SAFETY: the kept blocks are owned by the cache alone (no one else holds their pointers).
+unsafe impl Send for Cache {}
+
+static CACHE: Mutex<Cache> = Mutex::new(Cache::EMPTY);
+static SCOPES: AtomicUsize = AtomicUsize::new(0);
+static KEEP_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// The most bytes kept for reuse: 2 GiB, or an eighth of the memory if less (1 GiB where the
+/// total can't be read).
+pub fn keep_limit() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib << 10)
+        });
+        total.map_or(1 << 30, |t| (t / 8).min(KEEP_MAX))
+    })
+}
+
+/// The layout a large request is served with: its size rounded up to the class.
+fn class_layout(layout: Layout) -> Layout {
+    let size = layout
+        .size()
+        .checked_next_multiple_of(CLASS)
+        .unwrap_or(layout.size());
+    Layout::from_size_align(size, layout.align()).unwrap_or(layout)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Cache> {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cache {
+    const EMPTY: Cache = Cache {
+        blocks: [None; SLOTS],
+    };
+
+    /// A block for `class` (a class layout): a kept one of the same class when there is one,
+    /// else a new one from the system.
+    ///
+    /// # Safety
+    /// `class` has a non-zero size; `zero_len` ≤ its size.
+    unsafe fn alloc(&mut self, class: Layout, zero_len: Option<usize>) -> *mut u8 {
+        let slot = self.blocks.iter_mut().find(|b| {
+            b.is_some_and(|k| k.layout.size() == class.size() && k.layout.align() >= class.align())
+        });
+        if let Some(kept) = slot.and_then(Option::take) {
+            if let Some(n) = zero_len {
+                // SAFETY: the block holds at least class.size() ≥ n bytes.
+                unsafe { std::ptr::write_bytes(kept.ptr, 0, n) };
+            }
+            return kept.ptr;
+        }
+        // SAFETY: a non-zero size; fresh pages from the system are already zero.
+        unsafe {
+            match zero_len {
+                Some(_) => System.alloc_zeroed(class),
+                None => System.alloc(class),
+            }
+        }
+    }
+
+    /// Keep a freed block if it fits under `limit` bytes kept (and a slot is free); otherwise
+    /// return it to the system.
+    ///
+    /// # Safety
+    /// `ptr` was allocated by System with `class`, and is not used after this.
+    unsafe fn free(&mut self, ptr: *mut u8, class: Layout, limit: usize) {
+        let room = self.kept_bytes() + class.size() <= limit;
+        match self
+            .blocks
+            .iter_mut()
+            .find(|b| b.is_none())
+            .filter(|_| room)
+        {
+            Some(slot) => *slot = Some(Kept { ptr, layout: class }),
+            // SAFETY: forwarded to the caller.
+            None => unsafe { System.dealloc(ptr, class) },
+        }
+    }
+
+    /// Return kept blocks to the system until `bytes` are freed (all of them for `usize::MAX`).
+    fn release(&mut self, bytes: usize) {
+        let mut freed = 0;
+        for slot in self.blocks.iter_mut() {
+            if freed >= bytes {
+                break;
+            }
+            if let Some(k) = slot.take() {
+                // SAFETY: the block came from System with exactly this layout.
+                unsafe { System.dealloc(k.ptr, k.layout) };
+                freed += k.layout.size();
+            }
+        }
+    }
+
+    fn kept_bytes(&self) -> usize {
+        self.blocks.iter().flatten().map(|k| k.layout.size()).sum()
+    }
+}
+
+fn in_scope() -> bool {
+    SCOPES.load(Ordering::Acquire) > 0
+}
+
+// SAFETY: every large block is allocated and freed by System with its class layout, whether
+// it passes through the cache or not; a kept block is handed out to one requester at a time.
+unsafe impl GlobalAlloc for ReusingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY (all arms): forwarded; large sizes are non-zero.
+        unsafe {
+            match (layout.size() >= LARGE, in_scope()) {
+                (false, _) => System.alloc(layout),
+                (true, false) => System.alloc(class_layout(layout)),
+                (true, true) => lock().alloc(class_layout(layout), None),
+            }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY (all arms): forwarded; large sizes are non-zero.
+        unsafe {
+            match (layout.size() >= LARGE, in_scope()) {
+                (false, _) => System.alloc_zeroed(layout),
+                (true, false) => System.alloc_zeroed(class_layout(layout)),
+                (true, true) => lock().alloc(class_layout(layout), Some(layout.size())),
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY (all arms): a large block was allocated with its class layout.
+        unsafe {
+            match (layout.size() >= LARGE, in_scope()) {
+                (false, _) => System.dealloc(ptr, layout),
+                (true, false) => System.dealloc(ptr, class_layout(layout)),
+                (true, true) => lock().free(
+                    ptr,
+                    class_layout(layout),
+                    KEEP_LIMIT.load(Ordering::Relaxed),
+                ),
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() < LARGE && new_size < LARGE {
+            // SAFETY: forwarded.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        if layout.size() >= LARGE
+            && new_size >= LARGE
+            && class_layout(layout).size() == class_layout(new_layout).size()
+        {
+            // Same class: the block already holds new_size bytes.
+            return ptr;
+        }
+        // SAFETY: as the trait's default: a new block, the common prefix copied, the old freed.
+        unsafe {
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
+        }
+    }
+}
+
+/// While a `Reuse` lives, freed large blocks are kept for reuse; when the last one is dropped,
+/// they go back to the system.
+pub struct Reuse(());
+
+impl Reuse {
+    pub fn begin() -> Self {
+        KEEP_LIMIT.store(keep_limit(), Ordering::Relaxed);
+        SCOPES.fetch_add(1, Ordering::AcqRel);
+        Reuse(())
+    }
+}
+
+impl Drop for Reuse {
+    fn drop(&mut self) {
+        if SCOPES.fetch_sub(1, Ordering::AcqRel) == 1 {
+            lock().release(usize::MAX);
+        }
+    }
+}
+
+/// Bytes kept for reuse right now.
+pub fn kept_bytes() -> usize {
+    lock().kept_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(size: usize) -> Layout {
+        class_layout(Layout::from_size_align(size, 64).unwrap())
+    }
+
+    #[test]
+    fn a_freed_block_serves_the_next_request_of_its_class() {
+        let mut cache = Cache::EMPTY;
+        // SAFETY: non-zero class layouts; every block is freed through the cache or released.
+        unsafe {
+            let a = cache.alloc(class(LARGE + 5), None);
+            a.write_bytes(7, LARGE + 5);
+            cache.free(a, class(LARGE + 5), usize::MAX);
+            assert_eq!(cache.kept_bytes(), LARGE + CLASS);
+            // Another size in the same class: the same block, zeroed on request.
+            let b = cache.alloc(class(LARGE + 1000), Some(LARGE + 1000));
+            assert_eq!(b, a);
+            assert!(std::slice::from_raw_parts(b, LARGE + 1000)
+                .iter()
+                .all(|&v| v == 0));
+            assert_eq!(cache.kept_bytes(), 0);
+            // A bigger class is not served by a smaller block.
+            cache.free(b, class(LARGE + 1000), usize::MAX);
+            let c = cache.alloc(class(3 * LARGE), None);
+            assert_ne!(c, b);
+            cache.free(c, class(3 * LARGE), usize::MAX);
+        }
+        cache.release(usize::MAX);
+        assert_eq!(cache.kept_bytes(), 0);
+    }
+
+    #[test]
+    fn kept_bytes_stay_under_the_limit_and_admitted_blocks_keep_being_reused() {
+        // A prefill-like pattern: every "layer" allocates the same sizes, then frees them all.
+        let mut cache = Cache::EMPTY;
+        let limit = 40 << 20;
+        let sizes = [9 << 20, 30 << 20, 9 << 20, 12 << 20];
+        let mut hits_per_layer = Vec::new();
+        for _layer in 0..5 {
+            let mut blocks = Vec::new();
+            let mut hits = 0;
+            for &s in &sizes {
+                let l = class(s);
+                let kept_before = cache.kept_bytes();
+                // SAFETY: non-zero class layouts, freed below through the cache.
+                let p = unsafe { cache.alloc(l, None) };
+                hits += usize::from(cache.kept_bytes() < kept_before);
+                blocks.push((p, l));
+            }
+            for (p, l) in blocks {
+                // SAFETY: allocated above with l.
+                unsafe { cache.free(p, l, limit) };
+                assert!(cache.kept_bytes() <= limit);
+            }
+            hits_per_layer.push(hits);
+        }
+        // Layer 0 misses everything; the blocks that fit (9 + 30 MB) are then reused each layer.
+        assert_eq!(hits_per_layer, [0, 2, 2, 2, 2]);
+        cache.release(usize::MAX);
+    }
+
+    #[test]
+    fn large_vectors_keep_their_contents_through_the_global_allocator() {
+        let _scope = Reuse::begin();
+        let mut v: Vec<u64> = (0..(LARGE / 8 + 3) as u64).collect();
+        v.reserve(LARGE);
+        v.shrink_to_fit();
+        v.truncate(LARGE / 16);
+        v.shrink_to_fit();
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+        let z = vec![0u32; LARGE];
+        assert!(z.iter().all(|&x| x == 0));
+        assert!(keep_limit() >= 1 << 20 && keep_limit() <= KEEP_MAX);
+    }
+}
