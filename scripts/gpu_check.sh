@@ -436,7 +436,7 @@ ph_anchors() {
 ph_pytest() {
   local files=() f
   for f in tests/test_bf16.py tests/test_generation_parity.py tests/test_understanding_parity.py \
-           tests/test_janusflow_parity.py tests/test_decode_modes.py; do
+           tests/test_janusflow_parity.py tests/test_decode_modes.py tests/test_seeds.py; do
     [[ -f $f ]] && files+=("$f")
   done
   local args=(-m pytest -q -rs -p no:cacheprovider -k cuda --junitxml "$WORK/pytest.xml")

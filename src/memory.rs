@@ -18,7 +18,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Blocks from this size on go through the reuse cache (and are rounded up to [`CLASS`]).
+/// Blocks from this size on go through the reuse cache (and are rounded up to [`CLASS`]; a
+/// large block is always allocated and freed with its class layout, in a scope or not).
 pub const LARGE: usize = 8 << 20;
 /// Large blocks are allocated in multiples of this, so that similar sizes share a class.
 const CLASS: usize = 1 << 20;
@@ -61,13 +62,14 @@ pub fn keep_limit() -> usize {
     })
 }
 
-/// The layout a large request is served with: its size rounded up to the class.
+/// The layout a large request is allocated and freed with: its size rounded up to the class,
+/// aligned to a cache line at least (so blocks of f32, bf16 and u8 tensors share classes).
 fn class_layout(layout: Layout) -> Layout {
     let size = layout
         .size()
         .checked_next_multiple_of(CLASS)
         .unwrap_or(layout.size());
-    Layout::from_size_align(size, layout.align()).unwrap_or(layout)
+    Layout::from_size_align(size, layout.align().max(64)).unwrap_or(layout)
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Cache> {
@@ -85,9 +87,10 @@ impl Cache {
     /// # Safety
     /// `class` has a non-zero size; `zero_len` ≤ its size.
     unsafe fn alloc(&mut self, class: Layout, zero_len: Option<usize>) -> *mut u8 {
-        let slot = self.blocks.iter_mut().find(|b| {
-            b.is_some_and(|k| k.layout.size() == class.size() && k.layout.align() >= class.align())
-        });
+        let slot = self
+            .blocks
+            .iter_mut()
+            .find(|b| b.is_some_and(|k| k.layout == class));
         if let Some(kept) = slot.and_then(Option::take) {
             if let Some(n) = zero_len {
                 // SAFETY: the block holds at least class.size() ≥ n bytes.

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, requires_cuda
 from janus_rs import InputError
 
 PROMPTS = ["a red cat", "a blue dog on the beach", "a green house", "sunset over the sea at dusk"]
@@ -104,3 +104,21 @@ def test_janusflow_noise_does_not_depend_on_the_rest_of_the_batch():
     assert np.array_equal(both[0, :1], first[0])
     np.testing.assert_allclose(both[:, :1], first, rtol=1e-5, atol=1e-5)
     assert not np.array_equal(both[0, 0], both[0, 1])
+
+
+@requires_cuda
+def test_cuda_device_sampler_follows_the_per_row_seeds():
+    """The GPU's sampler (Gumbel-max on the device) draws each image's noise from its prompt's
+    seed and index alone, as the CPU does: in float32 a prompt's image tokens are the same
+    alone and in any batch. Not yet run on a GPU (none was lent when it was written)."""
+    from janus_rs import JanusPro
+
+    gpu = JanusPro.from_pretrained(FIXTURES / "tiny-janus-pro", device="cuda", dtype="float32")
+    alone = [gpu.generate_tokens(p, num_images=c, seed=s, progress=False) for p, c, s in zip(PROMPTS, COUNTS, SEEDS)]
+    for order in subsets(len(PROMPTS), 3, random.Random(2)):
+        batch = gpu.generate_tokens([PROMPTS[i] for i in order], num_images=[COUNTS[i] for i in order],
+                                    seed=[SEEDS[i] for i in order], progress=False)
+        start = 0
+        for i in order:
+            assert np.array_equal(batch[start:start + COUNTS[i]], alone[i]), (order, i)
+            start += COUNTS[i]

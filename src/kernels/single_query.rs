@@ -60,23 +60,17 @@ pub unsafe fn weighted_sum(
             SimdLevel::Avx512 => x86::weighted_sum_avx512(p, v, v_stride, out),
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => x86::weighted_sum_avx2(p, v, v_stride, out),
-            _ => weighted_sum_scalar(p, v, v_stride, out, 0),
+            _ => weighted_sum_scalar(p, v, v_stride, out),
         }
     }
 }
 
-/// The scalar reference, for the output columns `from..`.
+/// The scalar reference.
 ///
 /// # Safety
 /// As [`weighted_sum`].
-unsafe fn weighted_sum_scalar(
-    p: &[f32],
-    v: *const f32,
-    v_stride: usize,
-    out: &mut [f32],
-    from: usize,
-) {
-    for (c, o) in out.iter_mut().enumerate().skip(from) {
+unsafe fn weighted_sum_scalar(p: &[f32], v: *const f32, v_stride: usize, out: &mut [f32]) {
+    for (c, o) in out.iter_mut().enumerate() {
         let mut s = 0f32;
         for (j, &pj) in p.iter().enumerate() {
             // SAFETY: column c < out.len() of value j < p.len().
@@ -198,7 +192,7 @@ mod tests {
             }
             let mut want_sum = vec![0f32; d];
             // SAFETY: n values of d elements at the given stride.
-            unsafe { weighted_sum_scalar(&p, kv.as_ptr(), stride, &mut want_sum, 0) };
+            unsafe { weighted_sum_scalar(&p, kv.as_ptr(), stride, &mut want_sum) };
             // Levels above the CPU's run at the CPU's.
             for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
                 let mut got = vec![0f32; n];
