@@ -46,7 +46,6 @@ unsafe impl Send for Cache {}
 
 static CACHE: Mutex<Cache> = Mutex::new(Cache::EMPTY);
 static SCOPES: AtomicUsize = AtomicUsize::new(0);
-static KEEP_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
 /// The most bytes kept for reuse: 2 GiB, or an eighth of the memory if less (1 GiB where the
 /// total can't be read).
@@ -126,18 +125,11 @@ impl Cache {
         }
     }
 
-    /// Return kept blocks to the system until `bytes` are freed (all of them for `usize::MAX`).
-    fn release(&mut self, bytes: usize) {
-        let mut freed = 0;
-        for slot in self.blocks.iter_mut() {
-            if freed >= bytes {
-                break;
-            }
-            if let Some(k) = slot.take() {
-                // SAFETY: the block came from System with exactly this layout.
-                unsafe { System.dealloc(k.ptr, k.layout) };
-                freed += k.layout.size();
-            }
+    /// Return every kept block to the system.
+    fn release_all(&mut self) {
+        for k in self.blocks.iter_mut().filter_map(Option::take) {
+            // SAFETY: the block came from System with exactly this layout.
+            unsafe { System.dealloc(k.ptr, k.layout) };
         }
     }
 
@@ -181,11 +173,8 @@ unsafe impl GlobalAlloc for ReusingAllocator {
             match (layout.size() >= LARGE, in_scope()) {
                 (false, _) => System.dealloc(ptr, layout),
                 (true, false) => System.dealloc(ptr, class_layout(layout)),
-                (true, true) => lock().free(
-                    ptr,
-                    class_layout(layout),
-                    KEEP_LIMIT.load(Ordering::Relaxed),
-                ),
+                // keep_limit() was computed by Reuse::begin, before the scope opened.
+                (true, true) => lock().free(ptr, class_layout(layout), keep_limit()),
             }
         }
     }
@@ -223,7 +212,8 @@ pub struct Reuse(());
 
 impl Reuse {
     pub fn begin() -> Self {
-        KEEP_LIMIT.store(keep_limit(), Ordering::Relaxed);
+        // Read /proc/meminfo here, never inside the allocator (the first call allocates).
+        keep_limit();
         SCOPES.fetch_add(1, Ordering::AcqRel);
         Reuse(())
     }
@@ -232,14 +222,9 @@ impl Reuse {
 impl Drop for Reuse {
     fn drop(&mut self) {
         if SCOPES.fetch_sub(1, Ordering::AcqRel) == 1 {
-            lock().release(usize::MAX);
+            lock().release_all();
         }
     }
-}
-
-/// Bytes kept for reuse right now.
-pub fn kept_bytes() -> usize {
-    lock().kept_bytes()
 }
 
 #[cfg(test)]
@@ -272,7 +257,7 @@ mod tests {
             assert_ne!(c, b);
             cache.free(c, class(3 * LARGE), usize::MAX);
         }
-        cache.release(usize::MAX);
+        cache.release_all();
         assert_eq!(cache.kept_bytes(), 0);
     }
 
@@ -303,7 +288,7 @@ mod tests {
         }
         // Layer 0 misses everything; the blocks that fit (9 + 30 MB) are then reused each layer.
         assert_eq!(hits_per_layer, [0, 2, 2, 2, 2]);
-        cache.release(usize::MAX);
+        cache.release_all();
     }
 
     #[test]

@@ -89,13 +89,11 @@ impl Panel for bf16 {
 }
 
 fn many_rows<W: Panel>(x: &[f32], w: &[W], (m, n, k): (usize, usize, usize), y: &mut [f32]) {
-    let chunks = m.div_ceil(ROW_CHUNK);
-    let rows_per_chunk = m.div_ceil(chunks);
-    for (xc, yc) in x[..m * k]
-        .chunks(rows_per_chunk * k)
-        .zip(y[..m * n].chunks_mut(rows_per_chunk * n))
-    {
-        panels(xc, w, (xc.len() / k, n, k), yc);
+    let rows_per_chunk = m.div_ceil(m.div_ceil(ROW_CHUNK).max(1)).max(1);
+    for r0 in (0..m).step_by(rows_per_chunk) {
+        let rows = rows_per_chunk.min(m - r0);
+        let (xc, yc) = (&x[r0 * k..(r0 + rows) * k], &mut y[r0 * n..(r0 + rows) * n]);
+        panels(xc, w, (rows, n, k), yc);
     }
 }
 
