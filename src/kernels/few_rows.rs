@@ -1,12 +1,13 @@
-//! `y = x · Wᵀ` for a few input rows (decode steps), with the weight stored in f32 or bf16.
+//! `y = x · Wᵀ` for a few input rows (decode steps) with an f32 weight in its checkpoint layout
+//! (bf16 weights are packed and go to [`super::packed`]).
 //!
 //! A decode step is memory-bound: every weight is read once per step and used for one or a few
 //! input rows. The general GEMM packs its operands first and splits its work for many rows; here
 //! each thread streams a contiguous block of weight rows once, four rows at a time (four memory
 //! streams keep more loads in flight than one), and multiplies each against every input row
-//! while it sits in L1, up to four input rows per pass (two with AVX2). bf16 weights are widened in registers (a bf16 is the top half of an f32);
-//! accumulation is f32 throughout, so results differ from a plain dot product only by summation
-//! order.
+//! while it sits in L1, up to four input rows per pass (two with AVX2); results differ from a
+//! plain dot product only by summation order. Attention's decode step reads its cached keys
+//! through the same blocks ([`super::single_query`]).
 //!
 //! SIMD levels are chosen at run time — AVX-512F, AVX2+FMA, else portable scalar code — and
 //! `JANUS_RS_SIMD=scalar|avx2|avx512` caps the level (tests and benchmarks).
@@ -14,13 +15,12 @@
 use std::sync::OnceLock;
 
 use candle_core::{DType, Result, Tensor};
-use half::bf16;
 use rayon::prelude::*;
 
 /// Up to this many input rows the few-row kernel is used; beyond, a GEMM. Measured on the
-/// full-size 1B LLM with bf16 weights (one token per row, 2-core AVX-512 VM): 17 rows 0.46 s
-/// here vs 0.84 s through the bf16 panels and the GEMM, 32 rows 0.74 s vs 1.06 s (batched
-/// understanding and CFG with up to 16 images decode with such row counts).
+/// full-size 1B LLM with then row-major bf16 weights (one token per row, 2-core AVX-512 VM): 17
+/// rows 0.46 s here vs 0.84 s through weight panels and the GEMM, 32 rows 0.74 s vs 1.06 s
+/// (batched understanding and CFG with up to 16 images decode with such row counts).
 pub const FEW_ROWS: usize = 32;
 /// Weight rows handled together (each one a memory stream).
 pub const ROW_BLOCK: usize = 4;
@@ -66,7 +66,23 @@ pub fn detected_level() -> SimdLevel {
     SimdLevel::Scalar
 }
 
-/// A weight element type the few-row kernel reads: f32 or bf16.
+/// Asks the CPU to bring the cache line holding `p` into L1: a hint that never faults, so any
+/// address will do (form it with `wrapping_add`). A single sequential stream per core leaves the
+/// hardware prefetcher short of the memory bandwidth; a few kilobytes of software prefetch ahead
+/// closes most of the gap.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64, and a prefetch reads nothing architecturally.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// A weight element type the few-row kernel reads (f32; a trait so that the blocks' callers
+/// name their element type).
 pub trait WeightElem: Copy + Send + Sync + 'static {
     fn widen(self) -> f32;
 
@@ -82,7 +98,7 @@ pub trait WeightElem: Copy + Send + Sync + 'static {
     ) -> [[f32; R]; ROW_BLOCK];
 }
 
-/// The scalar reference block, shared by both element types.
+/// The scalar reference block.
 ///
 /// # Safety
 /// As [`WeightElem::block`].
@@ -128,36 +144,12 @@ impl WeightElem for f32 {
     }
 }
 
-impl WeightElem for bf16 {
-    fn widen(self) -> f32 {
-        self.to_f32()
-    }
-
-    unsafe fn block<const R: usize>(
-        level: SimdLevel,
-        w: [*const bf16; ROW_BLOCK],
-        x: [*const f32; R],
-        k: usize,
-    ) -> [[f32; R]; ROW_BLOCK] {
-        // SAFETY: forwarded to the caller (the level was checked against the CPU).
-        unsafe {
-            match level {
-                #[cfg(target_arch = "x86_64")]
-                SimdLevel::Avx512 => x86::block_bf16_avx512(w, x, k),
-                #[cfg(target_arch = "x86_64")]
-                SimdLevel::Avx2 => x86::block_bf16_avx2(w, x, k),
-                _ => block_scalar(w, x, k),
-            }
-        }
-    }
-}
-
-/// `x (m × k, f32) · wᵀ` for `w (n × k)` stored in f32 or bf16: an (m × n) f32 tensor, computed
+/// `x (m × k, f32) · wᵀ` for `w (n × k, f32)`: an (m × n) f32 tensor, computed
 /// by [`few_rows`] at the CPU's level. Both on CPU.
 pub fn matmul_few_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let (n, kw) = w.dims2()?;
-    if k != kw || x.dtype() != DType::F32 || !matches!(w.dtype(), DType::F32 | DType::BF16) {
+    if k != kw || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         candle_core::bail!(
             "matmul_few_rows: x {:?} {:?}, w {:?} {:?}",
             x.dims(),
@@ -176,23 +168,13 @@ pub fn matmul_few_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let xv = &xs.as_slice::<f32>()?[x.layout().start_offset()..][..m * k];
     let mut y = vec![0f32; m * n];
     let w0 = w.layout().start_offset();
-    if w.dtype() == DType::BF16 {
-        few_rows(
-            simd_level(),
-            xv,
-            &ws.as_slice::<bf16>()?[w0..][..n * k],
-            (m, n, k),
-            &mut y,
-        );
-    } else {
-        few_rows(
-            simd_level(),
-            xv,
-            &ws.as_slice::<f32>()?[w0..][..n * k],
-            (m, n, k),
-            &mut y,
-        );
-    }
+    few_rows(
+        simd_level(),
+        xv,
+        &ws.as_slice::<f32>()?[w0..][..n * k],
+        (m, n, k),
+        &mut y,
+    );
     Tensor::from_vec(y, (m, n), x.device())
 }
 
@@ -293,8 +275,6 @@ unsafe impl Sync for SendPtr {}
 mod x86 {
     use std::arch::x86_64::*;
 
-    use half::bf16;
-
     use super::ROW_BLOCK;
 
     /// One kernel body per (element type, SIMD level): `$load(ptr, i)` gives the widened
@@ -380,38 +360,6 @@ mod x86 {
         reduce256,
         |p, i| _mm256_loadu_ps(p.add(i))
     );
-
-    block_kernel!(
-        block_bf16_avx512,
-        "avx512f",
-        bf16,
-        __m512,
-        16,
-        _mm512_setzero_ps,
-        _mm512_fmadd_ps,
-        _mm512_loadu_ps,
-        reduce512,
-        |p, i| _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.add(i) as *const __m256i)),
-            16
-        ))
-    );
-
-    block_kernel!(
-        block_bf16_avx2,
-        "avx2,fma",
-        bf16,
-        __m256,
-        8,
-        _mm256_setzero_ps,
-        _mm256_fmadd_ps,
-        _mm256_loadu_ps,
-        reduce256,
-        |p, i| _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(i) as *const __m128i)),
-            16
-        ))
-    );
 }
 
 /// Test data and checks shared by the CPU product kernels' tests.
@@ -460,7 +408,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_level_and_element_type_matches_the_reference() {
+    fn every_level_matches_the_reference() {
         // Shapes cover: k below and between vector widths, n not a multiple of the row block,
         // odd and even row counts, more rows than FEW_ROWS, tasks of several blocks.
         for &(m, n, k) in &[
@@ -475,7 +423,6 @@ mod tests {
             (1, 7, 0),
         ] {
             let (x, w) = inputs(m, n, k);
-            let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
             let want = reference(&x, &w, (m, n, k));
             for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
                 if level > detected_level() {
@@ -486,9 +433,6 @@ mod tests {
                 let mut y = vec![f32::NAN; m * n];
                 few_rows(level, &x, &w, (m, n, k), &mut y);
                 assert_close(&y, &want, 1e-5, &format!("f32 {what}"));
-                let mut y = vec![f32::NAN; m * n];
-                few_rows(level, &x, &wb, (m, n, k), &mut y);
-                assert_close(&y, &want, 1e-5, &format!("bf16 {what}"));
             }
         }
     }
@@ -500,16 +444,15 @@ mod tests {
         let (n, k) = (37, 300);
         for m in 1..=11 {
             let (x, w) = inputs(m, n, k);
-            let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
             for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
                 if level > detected_level() {
                     continue;
                 }
                 let mut all = vec![0f32; m * n];
-                few_rows(level, &x, &wb, (m, n, k), &mut all);
+                few_rows(level, &x, &w, (m, n, k), &mut all);
                 for r in 0..m {
                     let mut one = vec![0f32; n];
-                    few_rows(level, &x[r * k..(r + 1) * k], &wb, (1, n, k), &mut one);
+                    few_rows(level, &x[r * k..(r + 1) * k], &w, (1, n, k), &mut one);
                     let row = &all[r * n..(r + 1) * n];
                     assert!(
                         row.iter()

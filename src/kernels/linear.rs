@@ -10,7 +10,8 @@
 //! slower beyond ~128 rows, where the usual order is kept).
 //!
 //! A weight may be kept in bf16 on CPU while the activations stay f32 ([`WeightStorage::Bf16`]):
-//! the products then run in [`super::weight_matmul`], widening the weight as it is read.
+//! it is then packed into column panels at load time and its products run in
+//! [`super::packed`] (every row count), widening the weight as it is read.
 
 use std::sync::Arc;
 
@@ -18,7 +19,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::weight_matmul::matmul_weight;
+use super::packed::PackedBf16;
+use super::weight_matmul::{matmul_packed_weight, matmul_weight};
 
 /// A block-quantized weight format (llama.cpp's, through candle's kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,8 @@ impl WeightStorage {
 #[derive(Debug, Clone)]
 enum Weight {
     Dense(Tensor),
+    /// A bf16 weight on the CPU, packed for [`matmul_packed_weight`].
+    Packed(Arc<PackedBf16>),
     /// `name`: the checkpoint tensor it was made from (the quantized-weights cache's key).
     Quantized {
         q: Arc<QTensor>,
@@ -132,11 +136,39 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// A layer with `weight` (out × in). A bf16 weight on the CPU is packed for the CPU
+    /// kernels (it must be two-dimensional; it is checked by [`Linear::try_from_weights`]).
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self {
-            weight: Weight::Dense(weight),
-            bias,
+        match Self::packed(&weight) {
+            Ok(Some(p)) => Self {
+                weight: Weight::Packed(Arc::new(p)),
+                bias,
+            },
+            _ => Self {
+                weight: Weight::Dense(weight),
+                bias,
+            },
         }
+    }
+
+    /// As [`Linear::from_weights`], with an error for a bf16 CPU weight that cannot be packed.
+    pub fn try_from_weights(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        Self::packed(&weight)?;
+        Ok(Self::from_weights(weight, bias))
+    }
+
+    fn packed(weight: &Tensor) -> Result<Option<PackedBf16>> {
+        if !weight.device().is_cpu() || weight.dtype() != DType::BF16 {
+            return Ok(None);
+        }
+        let (n, k) = weight.dims2()?;
+        let weight = weight.contiguous()?;
+        let (storage, layout) = weight.storage_and_layout();
+        let candle_core::Storage::Cpu(storage) = &*storage else {
+            unreachable!("checked: a CPU tensor")
+        };
+        let values = &storage.as_slice::<half::bf16>()?[layout.start_offset()..][..n * k];
+        Ok(Some(PackedBf16::pack(values, n, k)))
     }
 
     /// A layer with `weight` (out × in, any float dtype, on any device) quantized to `format`
@@ -158,7 +190,7 @@ impl Linear {
     pub fn quantized_weight(&self) -> Option<(&str, Arc<QTensor>)> {
         match &self.weight {
             Weight::Quantized { q, name, .. } => Some((name.as_str(), q.clone())),
-            Weight::Dense(_) => None,
+            Weight::Dense(_) | Weight::Packed(_) => None,
         }
     }
 
@@ -178,6 +210,7 @@ impl Linear {
     /// quantized format's ("q4_k", ...).
     pub fn format_name(&self) -> &'static str {
         match &self.weight {
+            Weight::Packed(_) => "bfloat16",
             Weight::Dense(w) => match w.dtype() {
                 DType::F32 => "float32",
                 DType::BF16 => "bfloat16",
@@ -197,28 +230,44 @@ impl Linear {
     pub fn weight(&self) -> Result<Tensor> {
         match &self.weight {
             Weight::Dense(w) => Ok(w.clone()),
+            Weight::Packed(p) => {
+                let (n, k) = p.dims();
+                Tensor::from_vec(p.unpack(), (n, k), &candle_core::Device::Cpu)
+            }
             Weight::Quantized { q, .. } => q.dequantize(&q.device()),
-        }
-    }
-
-    fn dense(&self) -> Result<&Tensor> {
-        match &self.weight {
-            Weight::Dense(w) => Ok(w),
-            Weight::Quantized { .. } => candle_core::bail!("not a dense layer"),
         }
     }
 
     /// One layer computing the outputs of `parts` (same input width) side by side: their
     /// weights (and biases) stacked along the output dimension, in order. Dense layers only.
     pub fn concat_outputs(parts: &[Linear]) -> Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|l| l.dense()).collect::<Result<_>>()?;
+        if parts
+            .iter()
+            .any(|l| matches!(l.weight, Weight::Quantized { .. }))
+        {
+            candle_core::bail!("cannot fuse quantized linear layers");
+        }
         let biases: Option<Vec<&Tensor>> = parts.iter().map(|l| l.bias.as_ref()).collect();
         let bias = match biases {
             Some(b) => Some(Tensor::cat(&b, 0)?),
             None if parts.iter().all(|l| l.bias.is_none()) => None,
             None => candle_core::bail!("cannot fuse linear layers with and without bias"),
         };
-        Ok(Self::from_weights(Tensor::cat(&weights, 0)?, bias))
+        let packed: Option<Vec<&PackedBf16>> = parts
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Packed(p) => Some(&**p),
+                _ => None,
+            })
+            .collect();
+        if let Some(p) = packed.as_deref().and_then(PackedBf16::concat) {
+            return Ok(Self {
+                weight: Weight::Packed(Arc::new(p)),
+                bias,
+            });
+        }
+        let weights: Vec<Tensor> = parts.iter().map(|l| l.weight()).collect::<Result<_>>()?;
+        Self::try_from_weights(Tensor::cat(&weights, 0)?, bias)
     }
 }
 
@@ -323,6 +372,10 @@ impl Linear {
                 };
                 return self.add_bias(y);
             }
+            Weight::Packed(p) => {
+                let y = matmul_packed_weight(&x.to_dtype(DType::F32)?, p)?;
+                return self.add_bias(y.to_dtype(x.dtype())?);
+            }
             Weight::Dense(w) => w,
         };
         let y = if x.device().is_cpu()
@@ -397,6 +450,54 @@ mod tests {
         }
         let mixed = [part(8, true)?, part(8, false)?];
         assert!(Linear::concat_outputs(&mixed).is_err());
+        Ok(())
+    }
+
+    /// A bf16 weight on the CPU is packed: its products equal the f32 layer's closely (same
+    /// weights, another summation order), its fused outputs are its parts side by side, and the
+    /// weight reads back unchanged.
+    #[test]
+    fn bf16_layers_are_packed_and_match_f32() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (70, 300), &dev)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 1.0, 70, &dev)?;
+        let packed = Linear::from_weights(w.clone(), Some(b.clone()));
+        assert!(matches!(packed.weight, Weight::Packed(_)));
+        assert_eq!(packed.format_name(), "bfloat16");
+        let back = packed.weight()?;
+        assert_eq!(back.dtype(), DType::BF16);
+        assert_eq!(
+            back.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+            w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?
+        );
+        let float = Linear::from_weights(w.to_dtype(DType::F32)?, Some(b));
+        for rows in [1, 3, 16, 40] {
+            let x = Tensor::randn(0f32, 1.0, (2, rows, 300), &dev)?;
+            let (y, want) = (packed.forward(&x)?, float.forward(&x)?);
+            assert_eq!(y.dims(), &[2, rows, 70]);
+            assert!(rel_rms(&y, &want)? < 1e-6, "rows {rows}");
+        }
+        // 64 + 64 + 70 outputs: whole panels concatenate as they are, the rest repacks.
+        let part = |n: usize| -> Result<Linear> {
+            let w = Tensor::randn(0f32, 1.0, (n, 32), &dev)?.to_dtype(DType::BF16)?;
+            Ok(Linear::from_weights(w, None))
+        };
+        let parts = [part(64)?, part(64)?, part(70)?];
+        for order in [[0, 1, 2], [2, 0, 1]] {
+            let chosen: Vec<Linear> = order.iter().map(|&i| parts[i].clone()).collect();
+            let fused = Linear::concat_outputs(&chosen)?;
+            let x = Tensor::randn(0f32, 1.0, (5, 32), &dev)?;
+            let separate: Vec<Tensor> = chosen
+                .iter()
+                .map(|p| p.forward(&x))
+                .collect::<Result<_>>()?;
+            let got = fused.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            let want = Tensor::cat(&separate, 1)?.flatten_all()?.to_vec1::<f32>()?;
+            assert_eq!(got, want, "order {order:?}");
+        }
+        let x = Tensor::zeros((2, 31), DType::F32, &dev)?;
+        let err = packed.forward(&x).unwrap_err().to_string();
+        assert!(err.contains("70 × 300"), "{err}");
         Ok(())
     }
 

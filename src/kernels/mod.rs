@@ -11,6 +11,7 @@ pub mod gemm;
 pub mod group_norm;
 pub mod linear;
 pub mod masks;
+pub mod packed;
 pub mod single_query;
 pub mod weight_matmul;
 pub mod winograd;

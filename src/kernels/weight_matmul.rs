@@ -1,25 +1,23 @@
-//! `y = x · Wᵀ` on CPU for a `Linear` layer: f32 activations, the weight (n × k, its checkpoint
-//! layout) stored in f32 or bf16, f32 accumulation.
+//! `y = x · Wᵀ` on CPU for a `Linear` layer: f32 activations and accumulation, the weight
+//! (n × k) in f32 (its checkpoint layout) or bf16 (packed, [`super::packed`]).
 //!
-//! The official checkpoints are bf16: keeping their weights in bf16 halves the bytes a decode
-//! step streams (it is memory-bound) without changing a single weight; a bf16 is the top half of
-//! an f32, so widening is exact and results differ from the f32 path only by summation order.
-//!
-//! - Few rows (decode steps, up to [`FEW_ROWS`]): the few-row kernel ([`super::few_rows`]),
-//!   which reads each weight once and widens it in registers.
+//! - Few rows (decode steps, up to [`FEW_ROWS`]): f32 weights through the few-row kernel
+//!   ([`super::few_rows`]), packed bf16 ones through [`matmul_packed`]; both read each weight
+//!   once.
 //! - Many rows (prefill, SigLIP): the f32 GEMM on panels of [`PANEL`] weight rows, one panel per
-//!   task (bf16 panels widened first). Handing the GEMM a cache-sized panel rather than the
-//!   whole matrix measured faster for f32 weights too (SigLIP 2.8 → 2.3 s, prefill 8.6 → 8.2 s on
-//!   the 1B; the GEMM's packing then reads from cache).
+//!   task (packed bf16 panels widened first, k-major, which the GEMM reads as they are; through
+//!   the packed micro-kernel a batch's 16-prompt prefill took 165 s against 121 s). Handing the GEMM a cache-sized panel rather than the whole matrix measured faster
+//!   (SigLIP 2.8 → 2.3 s, prefill 8.6 → 8.2 s on the 1B; the GEMM's packing then reads from
+//!   cache).
+
+use candle_core::{DType, Result, Tensor};
+use rayon::prelude::*;
 
 use std::borrow::Cow;
 
-use candle_core::{DType, Result, Tensor};
-use half::bf16;
-use rayon::prelude::*;
-
-use super::few_rows::{matmul_few_rows, WeightElem, FEW_ROWS};
+use super::few_rows::{matmul_few_rows, simd_level, FEW_ROWS};
 use super::gemm::{gemm_f32, Strided};
+use super::packed::{matmul_packed, PackedBf16};
 
 /// Weight rows per GEMM call on the many-row path.
 const PANEL: usize = 64;
@@ -27,11 +25,11 @@ const PANEL: usize = 64;
 /// rows) runs as chunks of about one prompt's size, whose activations stay in cache.
 const ROW_CHUNK: usize = 1024;
 
-/// `x (m × k, f32) · wᵀ` for `w (n × k)` in f32 or bf16: an (m × n) f32 tensor. Both on CPU.
+/// `x (m × k, f32) · wᵀ` for `w (n × k, f32)`: an (m × n) f32 tensor. Both on CPU.
 pub fn matmul_weight(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let (n, kw) = w.dims2()?;
-    if k != kw || x.dtype() != DType::F32 || !matches!(w.dtype(), DType::F32 | DType::BF16) {
+    if k != kw || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         candle_core::bail!(
             "matmul_weight: x {:?} {:?}, w {:?} {:?}",
             x.dims(),
@@ -53,42 +51,54 @@ pub fn matmul_weight(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let xv = &xs.as_slice::<f32>()?[x.layout().start_offset()..][..m * k];
     let w0 = w.layout().start_offset();
     let mut y = vec![0f32; m * n];
-    if w.dtype() == DType::BF16 {
-        many_rows(
-            xv,
-            &ws.as_slice::<bf16>()?[w0..][..n * k],
-            (m, n, k),
-            &mut y,
+    let w = Weights::F32(&ws.as_slice::<f32>()?[w0..][..n * k]);
+    many_rows(xv, &w, (m, n, k), &mut y);
+    Tensor::from_vec(y, (m, n), x.device())
+}
+
+/// `x (m × k, f32, CPU) · Wᵀ` for a packed bf16 weight: an (m × n) f32 tensor.
+pub fn matmul_packed_weight(x: &Tensor, w: &PackedBf16) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (n, kw) = w.dims();
+    if k != kw || x.dtype() != DType::F32 {
+        candle_core::bail!(
+            "linear: input {:?} {:?} for a {n} × {kw} weight",
+            x.dims(),
+            x.dtype()
         );
+    }
+    let x = x.contiguous()?;
+    let (xs, _) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(xs) = &*xs else {
+        candle_core::bail!("linear: a packed weight needs its input on the CPU");
+    };
+    let xv = &xs.as_slice::<f32>()?[x.layout().start_offset()..][..m * k];
+    let mut y = vec![0f32; m * n];
+    if m <= FEW_ROWS {
+        matmul_packed(simd_level(), xv, m, w, &mut y);
     } else {
-        many_rows(xv, &ws.as_slice::<f32>()?[w0..][..n * k], (m, n, k), &mut y);
+        many_rows(xv, &Weights::Packed(w), (m, n, k), &mut y);
     }
     Tensor::from_vec(y, (m, n), x.device())
 }
 
-/// A panel of weight rows as f32: borrowed when it already is.
-trait Panel: WeightElem {
-    fn panel(w: &[Self]) -> Cow<'_, [f32]>;
+/// A weight the many-row path reads panel by panel.
+enum Weights<'a> {
+    F32(&'a [f32]),
+    Packed(&'a PackedBf16),
 }
 
-impl Panel for f32 {
-    fn panel(w: &[f32]) -> Cow<'_, [f32]> {
-        Cow::Borrowed(w)
+impl Weights<'_> {
+    /// Rows `j0..j0 + rows` of W (rows × k) as f32, with their (row, column) strides.
+    fn panel(&self, j0: usize, rows: usize, k: usize) -> (Cow<'_, [f32]>, usize, usize) {
+        match self {
+            Self::F32(w) => (Cow::Borrowed(&w[j0 * k..(j0 + rows) * k]), k, 1),
+            Self::Packed(p) => (Cow::Owned(p.widen_k_major(j0, rows)), 1, rows),
+        }
     }
 }
 
-impl Panel for bf16 {
-    fn panel(w: &[bf16]) -> Cow<'_, [f32]> {
-        // A shift rather than `to_f32`, so that the loop vectorises.
-        Cow::Owned(
-            w.iter()
-                .map(|v| f32::from_bits((v.to_bits() as u32) << 16))
-                .collect(),
-        )
-    }
-}
-
-fn many_rows<W: Panel>(x: &[f32], w: &[W], (m, n, k): (usize, usize, usize), y: &mut [f32]) {
+fn many_rows(x: &[f32], w: &Weights, (m, n, k): (usize, usize, usize), y: &mut [f32]) {
     let rows_per_chunk = m.div_ceil(m.div_ceil(ROW_CHUNK).max(1)).max(1);
     for r0 in (0..m).step_by(rows_per_chunk) {
         let rows = rows_per_chunk.min(m - r0);
@@ -97,18 +107,18 @@ fn many_rows<W: Panel>(x: &[f32], w: &[W], (m, n, k): (usize, usize, usize), y: 
     }
 }
 
-fn panels<W: Panel>(x: &[f32], w: &[W], (m, n, k): (usize, usize, usize), y: &mut [f32]) {
+fn panels(x: &[f32], w: &Weights, (m, n, k): (usize, usize, usize), y: &mut [f32]) {
     let y_ptr = SendPtr(y.as_mut_ptr());
     (0..n.div_ceil(PANEL)).into_par_iter().for_each(|p| {
         let j0 = p * PANEL;
         let rows = PANEL.min(n - j0);
-        let panel = W::panel(&w[j0 * k..(j0 + rows) * k]);
+        let (panel, row_stride, col_stride) = w.panel(j0, rows, k);
         let y_ptr = &y_ptr;
         // The weight is the left operand (measured 5–30 % faster than as the right one, as
         // `x.matmul(w.t())` has it, on the LLM and SigLIP shapes): yᵀ[j0..j0 + rows, :] =
         // panel (rows × k) · xᵀ (k × m). SAFETY: dst is y[:, j0..j0 + rows] (y row-major, m × n,
-        // read with strides (1, n)), disjoint between panels; the panel is (rows × k) row-major;
-        // xᵀ is x (m × k, row-major) read with strides (1, k).
+        // read with strides (1, n)), disjoint between panels; the panel is (rows × k) at its
+        // strides; xᵀ is x (m × k, row-major) read with strides (1, k).
         unsafe {
             gemm_f32(
                 (rows, m, k),
@@ -119,8 +129,8 @@ fn panels<W: Panel>(x: &[f32], w: &[W], (m, n, k): (usize, usize, usize), y: &mu
                 },
                 Strided {
                     ptr: panel.as_ptr(),
-                    col_stride: 1,
-                    row_stride: k,
+                    col_stride,
+                    row_stride,
                 },
                 Strided {
                     ptr: x.as_ptr(),
@@ -155,26 +165,22 @@ mod tests {
             (70, 150, 33),
             (1100, 70, 20),
         ] {
-            let (x, w32) = inputs(m, n, k);
-            let want = reference(&x, &w32, (m, n, k));
-            let w: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+            let (x, w) = inputs(m, n, k);
+            let want = reference(&x, &w, (m, n, k));
             let xt = Tensor::from_vec(x, (m, k), &Device::Cpu)?;
-            let wt = Tensor::from_vec(w, (n, k), &Device::Cpu)?;
+            let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu)?;
             let y = matmul_weight(&xt, &wt)?;
             assert_eq!(y.dims(), &[m, n]);
+            assert_close(&y.flatten_all()?.to_vec1()?, &want, 8e-6, &format!("m={m}"));
+            // The same weights in bf16 (exact: they are bf16 values), packed.
+            let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            let yp = matmul_packed_weight(&xt, &PackedBf16::pack(&wb, n, k))?;
+            assert_eq!(yp.dims(), &[m, n]);
             assert_close(
-                &y.flatten_all()?.to_vec1()?,
+                &yp.flatten_all()?.to_vec1()?,
                 &want,
                 8e-6,
-                &format!("bf16 m={m}"),
-            );
-            // The same weights in f32 (bf16 widens exactly) through the f32 path.
-            let y32 = matmul_weight(&xt, &wt.to_dtype(DType::F32)?)?;
-            assert_close(
-                &y32.flatten_all()?.to_vec1()?,
-                &want,
-                8e-6,
-                &format!("f32 m={m}"),
+                &format!("packed m={m}"),
             );
             // Non-contiguous input (a transposed view) gives the same result.
             let xt2 = xt.t()?.contiguous()?.t()?;
@@ -185,10 +191,14 @@ mod tests {
             );
         }
         let x = Tensor::zeros((2, 8), DType::F32, &Device::Cpu)?;
-        let w = Tensor::zeros((3, 9), DType::BF16, &Device::Cpu)?;
+        let w = Tensor::zeros((3, 9), DType::F32, &Device::Cpu)?;
+        assert!(matmul_weight(&x, &w).is_err());
+        let w = Tensor::zeros((3, 8), DType::BF16, &Device::Cpu)?;
         assert!(matmul_weight(&x, &w).is_err());
         let w = Tensor::zeros((3, 8), DType::F16, &Device::Cpu)?;
         assert!(matmul_weight(&x, &w).is_err());
+        let p = PackedBf16::pack(&[half::bf16::ZERO; 27], 3, 9);
+        assert!(matmul_packed_weight(&x, &p).is_err());
         Ok(())
     }
 }
