@@ -10,8 +10,9 @@
 //! slower beyond ~128 rows, where the usual order is kept).
 //!
 //! A weight may be kept in bf16 on CPU while the activations stay f32 ([`WeightStorage::Bf16`]):
-//! it is then packed into column panels at load time and its products run in
-//! [`super::packed`] (every row count), widening the weight as it is read.
+//! it is then packed into column panels at load time ([`super::packed`]); decode steps run the
+//! packed micro-kernel and many-row products the GEMM on panels widened from it
+//! ([`super::weight_matmul`]).
 
 use std::sync::Arc;
 
