@@ -75,12 +75,28 @@ impl PackedBf16 {
                 .enumerate()
                 .for_each(|(p, panel)| {
                     let live = NR.min(n - p * NR);
-                    let rows: Vec<&[bf16]> =
-                        (0..live).map(|j| &w[(p * NR + j) * k..][..k]).collect();
-                    // One k-row (a cache line) at a time, reading the panel's rows side by side.
-                    for (kk, line) in panel.chunks_exact_mut(NR).enumerate() {
-                        for (j, row) in rows.iter().enumerate() {
-                            line[slot(j)] = row[kk].to_bits();
+                    let rows = &w[p * NR * k..][..live * k];
+                    // Tiles of NR × NR: one cache line of each of the panel's rows in, one
+                    // k-row (a cache line) of the panel out.
+                    let mut tile = [[0u16; NR]; NR];
+                    for k0 in (0..k).step_by(NR) {
+                        let kt = NR.min(k - k0);
+                        for (j, t) in tile.iter_mut().enumerate().take(live) {
+                            let src = &rows[j * k + k0..][..kt];
+                            if let Ok(full) = <&[bf16; NR]>::try_from(src) {
+                                *t = full.map(bf16::to_bits);
+                            } else {
+                                for (d, s) in t.iter_mut().zip(src) {
+                                    *d = s.to_bits();
+                                }
+                            }
+                        }
+                        for (kk, line) in
+                            panel[k0 * NR..][..kt * NR].chunks_exact_mut(NR).enumerate()
+                        {
+                            for (j, t) in tile.iter().enumerate().take(live) {
+                                line[slot(j)] = t[kk];
+                            }
                         }
                     }
                 });
@@ -131,20 +147,55 @@ impl PackedBf16 {
     pub fn widen_k_major(&self, j0: usize, rows: usize) -> Vec<f32> {
         assert!(j0.is_multiple_of(NR) && j0 + rows <= self.n);
         let k = self.k;
-        let mut out = vec![0f32; k * rows];
-        for (kk, line) in out.chunks_exact_mut(rows.max(1)).enumerate().take(k) {
-            for (j, v) in line.iter_mut().enumerate() {
-                let (p, jj) = ((j0 + j) / NR, (j0 + j) % NR);
-                let bits = self.data[(p * k + kk) * NR + slot(jj)];
-                *v = f32::from_bits((bits as u32) << 16);
-            }
+        let level = detected_level();
+        let mut out: Vec<f32> = Vec::with_capacity(k * rows);
+        let dst = out.as_mut_ptr();
+        for c0 in (0..rows).step_by(NR) {
+            let panel = &self.data[(j0 + c0) / NR * k * NR..][..k * NR];
+            // SAFETY: the panel's k-rows go to columns c0 .. c0 + live of the k rows of `out`
+            // (k · rows f32s allocated), which the panels together cover exactly.
+            unsafe { widen_columns(level, panel, NR.min(rows - c0), dst.add(c0), rows) };
         }
+        // SAFETY: every element was written above.
+        unsafe { out.set_len(k * rows) };
         out
     }
 
     /// Bytes held.
     pub fn nbytes(&self) -> usize {
         self.data.len() * 2
+    }
+}
+
+/// A panel's first `live` outputs as f32, k-row `kk` to `dst[kk·stride ..][..live]`.
+///
+/// # Safety
+/// `dst` addresses `panel.len() / NR` rows of `live` writable f32s at `stride`; `live ≤ NR`.
+unsafe fn widen_columns(
+    level: SimdLevel,
+    panel: &[u16],
+    live: usize,
+    dst: *mut f32,
+    stride: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if live == NR && level == SimdLevel::Avx512 {
+        // SAFETY: as the caller says; the level is supported (`detected_level`).
+        unsafe { x86::widen_columns_avx512(panel, dst, stride) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if live == NR && level == SimdLevel::Avx2 {
+        // SAFETY: as the caller says; the level is supported (`detected_level`).
+        unsafe { x86::widen_columns_avx2(panel, dst, stride) };
+        return;
+    }
+    let _ = level;
+    for (kk, line) in panel.chunks_exact(NR).enumerate() {
+        for j in 0..live {
+            // SAFETY: as the caller says.
+            unsafe { *dst.add(kk * stride + j) = f32::from_bits((line[slot(j)] as u32) << 16) };
+        }
     }
 }
 
@@ -368,6 +419,52 @@ mod x86 {
         }
     }
 
+    /// [`super::widen_columns`] for a whole panel with AVX-512: a k-row's 64 bytes give
+    /// outputs 0..16 (shifted) and 16..32 (masked).
+    ///
+    /// # Safety
+    /// As [`super::widen_columns`] with `live == NR`; the CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn widen_columns_avx512(panel: &[u16], dst: *mut f32, stride: usize) {
+        let high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        for (kk, line) in panel.chunks_exact(NR).enumerate() {
+            // SAFETY: a k-row is NR (32) u16s; dst as the caller says.
+            unsafe {
+                let v = _mm512_loadu_si512(line.as_ptr() as *const _);
+                let d = dst.add(kk * stride);
+                _mm512_storeu_ps(d, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+                _mm512_storeu_ps(
+                    d.add(NR / 2),
+                    _mm512_castsi512_ps(_mm512_and_si512(v, high)),
+                );
+            }
+        }
+    }
+
+    /// [`super::widen_columns`] for a whole panel with AVX2: the k-row's first 32 bytes give
+    /// outputs 0..8 and 16..24, its last 32 bytes outputs 8..16 and 24..32.
+    ///
+    /// # Safety
+    /// As [`super::widen_columns`] with `live == NR`; the CPU supports AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn widen_columns_avx2(panel: &[u16], dst: *mut f32, stride: usize) {
+        let high = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+        for (kk, line) in panel.chunks_exact(NR).enumerate() {
+            for h in 0..2 {
+                // SAFETY: a k-row is NR (32) u16s; dst as the caller says.
+                unsafe {
+                    let v = _mm256_loadu_si256(line.as_ptr().add(16 * h) as *const __m256i);
+                    let d = dst.add(kk * stride + 8 * h);
+                    _mm256_storeu_ps(d, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+                    _mm256_storeu_ps(
+                        d.add(NR / 2),
+                        _mm256_castsi256_ps(_mm256_and_si256(v, high)),
+                    );
+                }
+            }
+        }
+    }
+
     /// AVX2: 16 registers hold R ≤ 4 rows of one half of the panel at a time (outputs
     /// 8h..8h+8 and 16+8h..16+8h+8 come from the half's 32-byte load).
     ///
@@ -419,6 +516,41 @@ mod tests {
             .into_iter()
             .filter(|&l| l <= detected_level())
             .collect()
+    }
+
+    #[test]
+    fn widening_is_the_same_at_every_level() {
+        let (n, k) = (64, 9);
+        let w: Vec<bf16> = (0..n * k)
+            .map(|i| bf16::from_f32(i as f32 * 0.37 - 50.0))
+            .collect();
+        let p = PackedBf16::pack(&w, n, k);
+        for level in levels() {
+            for live in [NR, 7] {
+                let stride = 40;
+                let mut out = vec![f32::NAN; k * stride];
+                // SAFETY: k rows of `live` ≤ stride values.
+                unsafe {
+                    widen_columns(
+                        level,
+                        &p.data[k * NR..2 * k * NR],
+                        live,
+                        out.as_mut_ptr(),
+                        stride,
+                    )
+                };
+                for kk in 0..k {
+                    for j in 0..stride {
+                        let got = out[kk * stride + j];
+                        if j < live {
+                            assert_eq!(got, w[(NR + j) * k + kk].to_f32(), "{level:?}");
+                        } else {
+                            assert!(got.is_nan(), "{level:?}: column {j} written");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
