@@ -12,6 +12,7 @@
 //! SIMD levels are chosen at run time — AVX-512F, AVX2+FMA, else portable scalar code — and
 //! `JANUS_RS_SIMD=scalar|avx2|avx512` caps the level (tests and benchmarks).
 
+use super::SendPtr;
 use std::sync::OnceLock;
 
 use candle_core::{DType, Result, Tensor};
@@ -266,10 +267,6 @@ fn input_rows_per_pass(level: SimdLevel, remaining: usize) -> usize {
         1
     }
 }
-
-struct SendPtr(*mut f32);
-// SAFETY: each task writes a disjoint set of y's columns through it (see `few_rows`).
-unsafe impl Sync for SendPtr {}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {

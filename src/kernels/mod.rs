@@ -15,3 +15,12 @@ pub mod packed;
 pub mod single_query;
 pub mod weight_matmul;
 pub mod winograd;
+
+/// A buffer's base pointer handed to rayon tasks that each write (or read) a disjoint part of it.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+/// As [`SendPtr`], read only.
+pub(crate) struct SendConstPtr(pub(crate) *const f32);
+// SAFETY: every user hands each task a region no other task touches (see the callers).
+unsafe impl Sync for SendPtr {}
+// SAFETY: as above; reads only.
+unsafe impl Sync for SendConstPtr {}

@@ -7,6 +7,7 @@
 //! transforms only add, subtract and halve, so f32 accuracy stays close to the direct form.
 //! Tiles are processed in bands of tile rows to keep the transformed buffers small.
 
+use super::{SendConstPtr, SendPtr};
 use rayon::prelude::*;
 
 use super::gemm::{gemm_f32, Strided};
@@ -160,9 +161,3 @@ pub fn conv3x3(
         });
     }
 }
-
-struct SendPtr(*mut f32);
-struct SendConstPtr(*const f32);
-// SAFETY: used only to hand disjoint regions of one buffer to the rayon tasks above.
-unsafe impl Sync for SendPtr {}
-unsafe impl Sync for SendConstPtr {}
