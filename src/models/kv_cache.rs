@@ -1,7 +1,7 @@
 //! The LLM's key/value cache: one per request, pre-allocated to the request's length, written
 //! in place, and forkable after a shared prefix. Every model that runs the LLM uses this one.
 
-use candle_core::Tensor;
+use candle_core::{Result, Tensor};
 
 /// Per-layer key/value cache, allocated once for the whole request and written in place.
 ///
@@ -47,5 +47,30 @@ impl KvCache {
     /// capacity still works but reallocates (the fork then no longer shares the buffers).
     pub fn fork(&self) -> Self {
         self.clone()
+    }
+}
+
+impl KvCache {
+    /// Append the caches of consecutive row groups, each filled by one prefill of the same
+    /// length, as one batch: layer by layer, each group's layer freed once copied, so the groups
+    /// and this cache together hold little more than this cache alone.
+    pub(super) fn append_row_groups(&mut self, groups: &mut [KvCache]) -> Result<()> {
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            let mut ks = Vec::with_capacity(groups.len());
+            let mut vs = Vec::with_capacity(groups.len());
+            for group in groups.iter_mut() {
+                let empty = candle_nn::kv_cache::KvCache::new(2, group.capacity);
+                let filled = std::mem::replace(&mut group.layers[l], empty);
+                match (filled.k()?, filled.v()?) {
+                    (Some(k), Some(v)) => {
+                        ks.push(k);
+                        vs.push(v);
+                    }
+                    _ => candle_core::bail!("a row group's cache of layer {l} is empty"),
+                }
+            }
+            layer.append(&Tensor::cat(&ks, 0)?, &Tensor::cat(&vs, 0)?)?;
+        }
+        Ok(())
     }
 }

@@ -16,6 +16,10 @@ use super::kv_cache::KvCache;
 use crate::loading::quant_cache::QuantizedWeights;
 use crate::loading::LlamaConfig;
 
+/// A first prefill of more tokens than this over several rows runs in groups of rows of about
+/// this many tokens each.
+const PREFILL_GROUP_TOKENS: usize = 5000;
+
 /// What every layer's attention of one forward hides.
 #[derive(Clone, Copy)]
 enum LayerMask<'a> {
@@ -404,6 +408,28 @@ impl Llama {
         let (b, t, _) = x.dims3()?;
         let past = cache.seq_len();
         self.check_positions(past + t)?;
+        if let Some(pads) = left_pad.filter(|p| p.len() != b) {
+            candle_core::bail!("left_pad has {} entries for a batch of {b}", pads.len());
+        }
+        let groups = (b * t).div_ceil(PREFILL_GROUP_TOKENS).min(b);
+        if past == 0 && groups > 1 && x.device().is_cpu() {
+            // Rows of a first prefill are independent: a group at a time keeps the activations
+            // smaller (one (b·t × intermediate) f32 product of 16 rows of 600 tokens is 218 MB,
+            // freshly mapped and zeroed by the kernel at every use). Measured on the 1B, 16
+            // rows of 604 tokens: 169 s at once, 150 s as two groups of 8, 167 s as groups of 2.
+            let group = b.div_ceil(groups);
+            let mut groups = Vec::with_capacity(b.div_ceil(group));
+            let mut hidden = Vec::with_capacity(groups.capacity());
+            for r0 in (0..b).step_by(group) {
+                let rows = group.min(b - r0);
+                let mut sub = self.new_cache(t);
+                let pads = left_pad.map(|p| &p[r0..r0 + rows]);
+                hidden.push(self.forward_embeds(&x.narrow(0, r0, rows)?, &mut sub, pads)?);
+                groups.push(sub);
+            }
+            cache.append_row_groups(&mut groups)?;
+            return Tensor::cat(&hidden, 0);
+        }
         let pads = left_pad.filter(|p| p.iter().any(|&n| n > 0));
         let (cos, sin, mask) = match pads {
             None => {
