@@ -1,6 +1,6 @@
 //! CPU compute kernels the models are written in: the f32 GEMM entry point, products with
 //! bf16-stored weights, "same" and Winograd convolutions, depthwise convolution, fused
-//! GroupNorm, attention and its masks, activations, and the `Linear` layer that dispatches to
+//! GroupNorm, attention and its masks, products with q4_K blocks read in place, activations, and the `Linear` layer that dispatches to
 //! them. On other devices each falls back to candle's ops.
 pub mod activation;
 pub mod attention;
@@ -12,6 +12,7 @@ pub mod group_norm;
 pub mod linear;
 pub mod masks;
 pub mod packed;
+pub mod q4k;
 pub mod single_query;
 pub mod weight_matmul;
 pub mod winograd;

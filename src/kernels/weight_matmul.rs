@@ -1,5 +1,6 @@
 //! `y = x · Wᵀ` on CPU for a `Linear` layer: f32 activations and accumulation, the weight
-//! (n × k) in f32 (its checkpoint layout) or bf16 (packed, [`super::packed`]).
+//! (n × k) in f32 (its checkpoint layout), bf16 (packed, [`super::packed`]) or q4_K (candle's
+//! blocks, [`super::q4k`]).
 //!
 //! - Few rows (decode steps, up to [`FEW_ROWS`]): f32 weights through the few-row kernel
 //!   ([`super::few_rows`]), packed bf16 ones through [`matmul_packed`]; both read each weight
@@ -19,6 +20,8 @@ use std::borrow::Cow;
 use super::few_rows::{matmul_few_rows, simd_level, FEW_ROWS};
 use super::gemm::{gemm_f32, Strided};
 use super::packed::{matmul_packed, PackedBf16};
+use super::q4k;
+use candle_core::quantized::k_quants::BlockQ4K;
 
 /// Weight rows per GEMM call on the many-row path.
 const PANEL: usize = 64;
@@ -83,10 +86,37 @@ pub fn matmul_packed_weight(x: &Tensor, w: &PackedBf16) -> Result<Tensor> {
     Tensor::from_vec(y, (m, n), x.device())
 }
 
+/// `x (m × k, f32, CPU) · Wᵀ` for a q4_K weight W (n × k) held as candle's blocks: an (m × n)
+/// f32 tensor. Few rows take the quantized dot products, more the GEMM on dequantized panels.
+pub fn matmul_q4k_weight(x: &Tensor, w: &[BlockQ4K], n: usize) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    if x.dtype() != DType::F32 || w.len() * q4k::BLOCK != n * k || !k.is_multiple_of(q4k::BLOCK) {
+        candle_core::bail!(
+            "linear: input {:?} {:?} for a q4_K weight of {n} rows",
+            x.dims(),
+            x.dtype()
+        );
+    }
+    let x = x.contiguous()?;
+    let (xs, _) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(xs) = &*xs else {
+        candle_core::bail!("linear: a q4_K product on the CPU needs its input on the CPU");
+    };
+    let xv = &xs.as_slice::<f32>()?[x.layout().start_offset()..][..m * k];
+    let mut y = vec![0f32; m * n];
+    if m <= q4k::FEW_ROWS {
+        q4k::matmul_few_rows(q4k::dot_level(), xv, m, w, (n, k), &mut y);
+    } else {
+        many_rows(xv, &Weights::Q4K(w), (m, n, k), &mut y);
+    }
+    Tensor::from_vec(y, (m, n), x.device())
+}
+
 /// A weight the many-row path reads panel by panel.
 enum Weights<'a> {
     F32(&'a [f32]),
     Packed(&'a PackedBf16),
+    Q4K(&'a [BlockQ4K]),
 }
 
 impl Weights<'_> {
@@ -95,6 +125,7 @@ impl Weights<'_> {
         match self {
             Self::F32(w) => (Cow::Borrowed(&w[j0 * k..(j0 + rows) * k]), k, 1),
             Self::Packed(p) => (Cow::Owned(p.widen_k_major(j0, rows)), 1, rows),
+            Self::Q4K(w) => (Cow::Owned(q4k::dequantize_rows(w, k, j0, rows)), k, 1),
         }
     }
 }
