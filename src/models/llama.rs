@@ -413,10 +413,10 @@ impl Llama {
         }
         let groups = (b * t).div_ceil(PREFILL_GROUP_TOKENS).min(b);
         if past == 0 && groups > 1 && x.device().is_cpu() {
-            // Rows of a first prefill are independent: a group at a time keeps the activations
-            // smaller (one (b·t × intermediate) f32 product of 16 rows of 600 tokens is 218 MB,
-            // freshly mapped and zeroed by the kernel at every use). Measured on the 1B, 16
-            // rows of 604 tokens: 169 s at once, 150 s as two groups of 8, 167 s as groups of 2.
+            // Rows of a first prefill are independent. A group at a time keeps a layer's
+            // activations within what the allocator keeps for reuse (`crate::memory`, 2 GiB);
+            // 16 rows of 600 tokens make more, and the rest is page-faulted and zeroed again at
+            // every use. 1B, 16 rows of 604 tokens: 169 s at once, 150 s as two groups of 8.
             let group = b.div_ceil(groups);
             let mut groups = Vec::with_capacity(b.div_ceil(group));
             let mut hidden = Vec::with_capacity(groups.capacity());
