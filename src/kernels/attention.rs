@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::elementwise::softmax_in_place;
 use super::few_rows::simd_level;
 use super::gemm::{gemm_f32, Strided};
 use super::masks::padded_causal_mask;
@@ -127,6 +128,9 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
         .reshape((b, h * rep, t, d))
 }
 
+/// Queries per block in the fused path (a block's scores, 64 × 600 keys, take 150 KB).
+const QUERY_BLOCK: usize = 64;
+
 struct FusedAttention {
     scale: f32,
     causal_past: Option<usize>,
@@ -199,14 +203,14 @@ impl CustomOp3 for FusedAttention {
                 let pad = self.pads.as_ref().map_or(0, |p| p[bi]).min(tk);
                 // Only keys pad.. are seen by this row's real queries: start k and v there.
                 let tk = tk - pad;
-                let mut scores = vec![0f32; tq * tk];
+                let level = simd_level();
+                let mut scores = vec![0f32; QUERY_BLOCK.min(tq) * tk];
                 let (qp, kp, vp) = (q.head(bi, h), k.head(bi, h / rep), v.head(bi, h / rep));
                 // SAFETY: `pad` rows into head (bi, h) of k and v, inside it (pad <= tk).
                 let (kp, vp) = unsafe { (kp.add(pad * k.stride[2]), vp.add(pad * v.stride[2])) };
                 if tq == 1 {
                     // A decode step: its query sees every key from the first real one on.
                     let mut out = vec![0f32; d];
-                    let level = simd_level();
                     // SAFETY: q is d long; k and v hold tk rows of d from kp/vp at their row
                     // strides (inside head (bi, h), as above).
                     unsafe {
@@ -219,71 +223,83 @@ impl CustomOp3 for FusedAttention {
                             self.scale,
                             &mut scores,
                         );
-                        softmax_in_place(&mut scores);
+                        softmax_in_place(level, &mut scores);
                         single_query::weighted_sum(level, &scores, vp, v.stride[2], &mut out);
                     }
                     return (bh, out);
                 }
-                // SAFETY: scores is (tq × tk) row-major; q is (tq × d) with row stride
-                // q.stride[2]; kᵀ is (d × tk) with column stride k.stride[2]; all inside their
-                // buffers as the layouts describe.
-                unsafe {
-                    gemm_f32(
-                        (tq, tk, d),
-                        Strided {
-                            ptr: scores.as_mut_ptr(),
-                            col_stride: 1,
-                            row_stride: tk,
-                        },
-                        Strided {
-                            ptr: qp,
-                            col_stride: 1,
-                            row_stride: q.stride[2],
-                        },
-                        Strided {
-                            ptr: kp,
-                            col_stride: k.stride[2],
-                            row_stride: 1,
-                        },
-                        0.0,
-                        self.scale,
-                        1,
-                    );
-                }
-                for (i, row) in scores.chunks_mut(tk.max(1)).enumerate() {
-                    // Keys up to the query's own position, counted from the first real key; a
-                    // padding query (before the first real key) sees none and gives zeros.
-                    let visible = self
-                        .causal_past
-                        .map_or(tk, |p| (p + i + 1).saturating_sub(pad).min(tk));
-                    softmax_in_place(&mut row[..visible]);
-                    row[visible..].fill(0.0);
-                }
                 let mut out = vec![0f32; tq * d];
-                // SAFETY: out is (tq × d) row-major, scores (tq × tk) row-major, v (tk × d)
-                // with row stride v.stride[2].
-                unsafe {
-                    gemm_f32(
-                        (tq, d, tk),
-                        Strided {
-                            ptr: out.as_mut_ptr(),
-                            col_stride: 1,
-                            row_stride: d,
-                        },
-                        Strided {
-                            ptr: scores.as_ptr(),
-                            col_stride: 1,
-                            row_stride: tk,
-                        },
-                        Strided {
-                            ptr: vp,
-                            col_stride: 1,
-                            row_stride: v.stride[2],
-                        },
-                        0.0,
-                        1.0,
-                        1,
-                    );
+                // Queries in blocks: a causal block's queries see keys up to its last query's
+                // position only, so the keys after it are neither scored nor summed (half the
+                // work of a prefill), and a block's scores stay in cache.
+                for i0 in (0..tq).step_by(QUERY_BLOCK) {
+                    let rows = QUERY_BLOCK.min(tq - i0);
+                    let keys = self
+                        .causal_past
+                        .map_or(tk, |p| (p + i0 + rows).saturating_sub(pad).min(tk));
+                    let scores = &mut scores[..rows * keys];
+                    // SAFETY: scores is (rows × keys) row-major; q's rows i0.. (rows × d, row
+                    // stride q.stride[2]); kᵀ is (d × keys) with column stride k.stride[2]; out's
+                    // rows i0.. (rows × d); v (keys × d) with row stride v.stride[2]: all inside
+                    // their buffers as the layouts describe (keys <= tk).
+                    unsafe {
+                        if keys > 0 {
+                            gemm_f32(
+                                (rows, keys, d),
+                                Strided {
+                                    ptr: scores.as_mut_ptr(),
+                                    col_stride: 1,
+                                    row_stride: keys,
+                                },
+                                Strided {
+                                    ptr: qp.add(i0 * q.stride[2]),
+                                    col_stride: 1,
+                                    row_stride: q.stride[2],
+                                },
+                                Strided {
+                                    ptr: kp,
+                                    col_stride: k.stride[2],
+                                    row_stride: 1,
+                                },
+                                0.0,
+                                self.scale,
+                                1,
+                            );
+                        }
+                        for (r, row) in scores.chunks_mut(keys.max(1)).enumerate() {
+                            // Keys up to the query's own position, counted from the first real
+                            // key; a padding query (before the first real key) sees none and
+                            // gives zeros.
+                            let visible = self
+                                .causal_past
+                                .map_or(keys, |p| (p + i0 + r + 1).saturating_sub(pad).min(keys));
+                            softmax_in_place(level, &mut row[..visible]);
+                            row[visible..].fill(0.0);
+                        }
+                        if keys > 0 {
+                            gemm_f32(
+                                (rows, d, keys),
+                                Strided {
+                                    ptr: out.as_mut_ptr().add(i0 * d),
+                                    col_stride: 1,
+                                    row_stride: d,
+                                },
+                                Strided {
+                                    ptr: scores.as_ptr(),
+                                    col_stride: 1,
+                                    row_stride: keys,
+                                },
+                                Strided {
+                                    ptr: vp,
+                                    col_stride: 1,
+                                    row_stride: v.stride[2],
+                                },
+                                0.0,
+                                1.0,
+                                1,
+                            );
+                        }
+                    }
                 }
                 (bh, out)
             })
@@ -298,17 +314,6 @@ impl CustomOp3 for FusedAttention {
         }
         Ok((CpuStorage::F32(out), Shape::from((b, tq, heads * d))))
     }
-}
-
-fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
 }
 
 #[cfg(test)]
@@ -424,5 +429,61 @@ mod tests {
         // One new query (a decode step): the generic path needs no mask.
         let q1 = q.narrow(2, 2, 1).unwrap().contiguous().unwrap();
         check(&q1, &k_cache, &v_cache, 0.5, || Mask::Causal { past: 9 });
+
+        // Several query blocks (QUERY_BLOCK = 64): 150 queries, with and without a past.
+        let rand = |t| Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();
+        let (q, k, v) = (rand(150), rand(150), rand(150));
+        check(&q, &k, &v, 0.3, || Mask::None);
+        check(&q, &k, &v, 0.3, || Mask::Causal { past: 0 });
+        let (k, v) = (rand(170), rand(170));
+        check(&q, &k, &v, 0.3, || Mask::Causal { past: 20 });
+    }
+
+    #[test]
+    fn padding_longer_than_a_query_block_gives_zeros_then_the_rows_own_attention() {
+        let dev = Device::Cpu;
+        let (h, d, t) = (2, 8, 150);
+        let rand = |t| Tensor::randn(0f32, 1.0, (2, h, t, d), &dev).unwrap();
+        let (q, k, v) = (rand(t), rand(t), rand(t));
+        // Row 1: 70 padding tokens (past the first block of queries), then 80 real ones.
+        let pads = [0usize, 70];
+        let out = attention(
+            &q,
+            &k,
+            &v,
+            0.3,
+            Mask::PaddedCausal {
+                past: 0,
+                pads: &pads,
+            },
+        )
+        .unwrap();
+        let row1 = out.i(1).unwrap();
+        assert_eq!(
+            crate::kernels::gemm::max_abs(&row1.narrow(0, 0, 70).unwrap()),
+            0.0
+        );
+        let real = |x: &Tensor| x.i(1..2).unwrap().narrow(2, 70, 80).unwrap();
+        let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let alone = attention(
+            &f64(&real(&q)),
+            &f64(&real(&k)),
+            &f64(&real(&v)),
+            0.3,
+            Mask::Causal { past: 0 },
+        )
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+        assert!(max_diff(&row1.narrow(0, 70, 80).unwrap(), &alone.i(0).unwrap()) < 1e-5);
+        let whole = |x: &Tensor| x.i(0..1).unwrap();
+        let row0 = attention(
+            &whole(&q),
+            &whole(&k),
+            &whole(&v),
+            0.3,
+            Mask::Causal { past: 0 },
+        );
+        assert_eq!(max_diff(&out.i(0..1).unwrap(), &row0.unwrap()), 0.0);
     }
 }

@@ -362,7 +362,16 @@ mod x86 {
 /// Test data and checks shared by the CPU product kernels' tests.
 #[cfg(test)]
 pub(crate) mod test_data {
+    use super::{detected_level, SimdLevel};
     use half::bf16;
+
+    /// Every SIMD level this CPU can run, the scalar reference first.
+    pub fn levels() -> Vec<SimdLevel> {
+        [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .filter(|&l| l <= detected_level())
+            .collect()
+    }
 
     /// x (m × k) and w (n × k): deterministic values of mixed sign and magnitude, the weights
     /// exactly representable in bf16.

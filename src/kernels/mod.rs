@@ -1,11 +1,13 @@
 //! CPU compute kernels the models are written in: the f32 GEMM entry point, products with
 //! bf16-stored weights, "same" and Winograd convolutions, depthwise convolution, fused
-//! GroupNorm, attention and its masks, products with q4_K blocks read in place, activations, and the `Linear` layer that dispatches to
+//! GroupNorm, attention and its masks, products with q4_K blocks read in place, activations and
+//! the other element-wise kernels (softmax, GELU, SiLU), and the `Linear` layer that dispatches to
 //! them. On other devices each falls back to candle's ops.
 pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod depthwise;
+pub mod elementwise;
 pub mod few_rows;
 pub mod gemm;
 pub mod group_norm;

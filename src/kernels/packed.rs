@@ -371,15 +371,8 @@ mod x86;
 
 #[cfg(test)]
 mod tests {
-    use super::super::few_rows::test_data::{assert_close, inputs, reference};
+    use super::super::few_rows::test_data::{assert_close, inputs, levels, reference};
     use super::*;
-
-    fn levels() -> Vec<SimdLevel> {
-        [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
-            .into_iter()
-            .filter(|&l| l <= detected_level())
-            .collect()
-    }
 
     #[test]
     fn widening_is_the_same_at_every_level() {

@@ -7,6 +7,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{rms_norm, Embedding, RmsNorm, VarBuilder};
 
+use crate::kernels::activation::silu_mul;
 use crate::kernels::attention::{attention, causal_mask, Mask};
 use crate::kernels::linear::{linear_stored, Linear, WeightStorage};
 pub use crate::kernels::masks::{causal_mask_hiding_keys, static_decode_mask};
@@ -230,9 +231,9 @@ impl Mlp {
                 let y = gate_up.forward(x)?;
                 let last = y.rank() - 1;
                 let gate = y.narrow(last, 0, *intermediate)?;
-                (gate.silu()? * y.narrow(last, *intermediate, *intermediate)?)?
+                silu_mul(&gate, &y.narrow(last, *intermediate, *intermediate)?)?
             }
-            GateUp::Separate { gate, up } => (gate.forward(x)?.silu()? * up.forward(x)?)?,
+            GateUp::Separate { gate, up } => silu_mul(&gate.forward(x)?, &up.forward(x)?)?,
         };
         self.down_proj.forward(&gated)
     }
