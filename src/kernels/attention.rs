@@ -237,68 +237,70 @@ impl CustomOp3 for FusedAttention {
                     let keys = self
                         .causal_past
                         .map_or(tk, |p| (p + i0 + rows).saturating_sub(pad).min(tk));
+                    if keys == 0 {
+                        // Padding queries only (before the row's first real key): zeros.
+                        continue;
+                    }
                     let scores = &mut scores[..rows * keys];
                     // SAFETY: scores is (rows × keys) row-major; q's rows i0.. (rows × d, row
-                    // stride q.stride[2]); kᵀ is (d × keys) with column stride k.stride[2]; out's
-                    // rows i0.. (rows × d); v (keys × d) with row stride v.stride[2]: all inside
-                    // their buffers as the layouts describe (keys <= tk).
+                    // stride q.stride[2]); kᵀ is (d × keys) with column stride k.stride[2]; all
+                    // inside their buffers as the layouts describe (keys <= tk).
                     unsafe {
-                        if keys > 0 {
-                            gemm_f32(
-                                (rows, keys, d),
-                                Strided {
-                                    ptr: scores.as_mut_ptr(),
-                                    col_stride: 1,
-                                    row_stride: keys,
-                                },
-                                Strided {
-                                    ptr: qp.add(i0 * q.stride[2]),
-                                    col_stride: 1,
-                                    row_stride: q.stride[2],
-                                },
-                                Strided {
-                                    ptr: kp,
-                                    col_stride: k.stride[2],
-                                    row_stride: 1,
-                                },
-                                0.0,
-                                self.scale,
-                                1,
-                            );
-                        }
-                        for (r, row) in scores.chunks_mut(keys.max(1)).enumerate() {
-                            // Keys up to the query's own position, counted from the first real
-                            // key; a padding query (before the first real key) sees none and
-                            // gives zeros.
-                            let visible = self
-                                .causal_past
-                                .map_or(keys, |p| (p + i0 + r + 1).saturating_sub(pad).min(keys));
-                            softmax_in_place(level, &mut row[..visible]);
-                            row[visible..].fill(0.0);
-                        }
-                        if keys > 0 {
-                            gemm_f32(
-                                (rows, d, keys),
-                                Strided {
-                                    ptr: out.as_mut_ptr().add(i0 * d),
-                                    col_stride: 1,
-                                    row_stride: d,
-                                },
-                                Strided {
-                                    ptr: scores.as_ptr(),
-                                    col_stride: 1,
-                                    row_stride: keys,
-                                },
-                                Strided {
-                                    ptr: vp,
-                                    col_stride: 1,
-                                    row_stride: v.stride[2],
-                                },
-                                0.0,
-                                1.0,
-                                1,
-                            );
-                        }
+                        gemm_f32(
+                            (rows, keys, d),
+                            Strided {
+                                ptr: scores.as_mut_ptr(),
+                                col_stride: 1,
+                                row_stride: keys,
+                            },
+                            Strided {
+                                ptr: qp.add(i0 * q.stride[2]),
+                                col_stride: 1,
+                                row_stride: q.stride[2],
+                            },
+                            Strided {
+                                ptr: kp,
+                                col_stride: k.stride[2],
+                                row_stride: 1,
+                            },
+                            0.0,
+                            self.scale,
+                            1,
+                        );
+                    }
+                    for (r, row) in scores.chunks_mut(keys).enumerate() {
+                        // Keys up to the query's own position, counted from the first real key;
+                        // a padding query (before the first real key) sees none and gives zeros.
+                        let visible = self
+                            .causal_past
+                            .map_or(keys, |p| (p + i0 + r + 1).saturating_sub(pad).min(keys));
+                        softmax_in_place(level, &mut row[..visible]);
+                        row[visible..].fill(0.0);
+                    }
+                    // SAFETY: out's rows i0.. (rows × d) row-major, scores (rows × keys)
+                    // row-major, v (keys × d) with row stride v.stride[2].
+                    unsafe {
+                        gemm_f32(
+                            (rows, d, keys),
+                            Strided {
+                                ptr: out.as_mut_ptr().add(i0 * d),
+                                col_stride: 1,
+                                row_stride: d,
+                            },
+                            Strided {
+                                ptr: scores.as_ptr(),
+                                col_stride: 1,
+                                row_stride: keys,
+                            },
+                            Strided {
+                                ptr: vp,
+                                col_stride: 1,
+                                row_stride: v.stride[2],
+                            },
+                            0.0,
+                            1.0,
+                            1,
+                        );
                     }
                 }
                 (bh, out)
