@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::elementwise::{gelu_into, silu_mul_into};
 use super::few_rows::simd_level;
+use super::with_cpu_f32;
 
 /// Exact (erf) GELU, `0.5·x·(1 + erf(x/√2))`. On CPU f32 the erf is a branch-free rational
 /// approximation, vectorised for the CPU at run time ([`super::elementwise`]; within 5e-7 of
@@ -14,16 +15,14 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()) {
         return x.gelu_erf();
     }
-    let (storage, layout) = x.storage_and_layout();
-    let candle_core::Storage::Cpu(storage) = &*storage else {
-        candle_core::bail!("gelu_erf: CPU tensor expected")
-    };
-    let data = &storage.as_slice::<f32>()?[layout.start_offset()..][..x.elem_count()];
-    let mut out = vec![0f32; data.len()];
+    let mut out = vec![0f32; x.elem_count()];
     let level = simd_level();
-    out.par_chunks_mut(16384)
-        .zip(data.par_chunks(16384))
-        .for_each(|(o, i)| gelu_into(level, i, o));
+    with_cpu_f32("gelu_erf", x, |data| {
+        out.par_chunks_mut(16384)
+            .zip(data.par_chunks(16384))
+            .for_each(|(o, i)| gelu_into(level, i, o));
+        Ok(())
+    })?;
     Tensor::from_vec(out, x.shape(), x.device())
 }
 
@@ -40,19 +39,16 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if !fused {
         return gate.silu()? * up;
     }
-    let (gs, gl) = gate.storage_and_layout();
-    let (us, ul) = up.storage_and_layout();
-    let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(us)) = (&*gs, &*us) else {
-        candle_core::bail!("silu_mul: CPU tensors expected")
-    };
-    let n = gate.elem_count();
-    let g = &gs.as_slice::<f32>()?[gl.start_offset()..][..n];
-    let u = &us.as_slice::<f32>()?[ul.start_offset()..][..n];
-    let mut out = vec![0f32; n];
+    let mut out = vec![0f32; gate.elem_count()];
     let level = simd_level();
-    out.par_chunks_mut(16384)
-        .zip(g.par_chunks(16384).zip(u.par_chunks(16384)))
-        .for_each(|(o, (g, u))| silu_mul_into(level, g, u, o));
+    with_cpu_f32("silu_mul", gate, |g| {
+        with_cpu_f32("silu_mul", up, |u| {
+            out.par_chunks_mut(16384)
+                .zip(g.par_chunks(16384).zip(u.par_chunks(16384)))
+                .for_each(|(o, (g, u))| silu_mul_into(level, g, u, o));
+            Ok(())
+        })
+    })?;
     Tensor::from_vec(out, gate.shape(), gate.device())
 }
 

@@ -12,7 +12,7 @@
 //! SIMD levels are chosen at run time — AVX-512F, AVX2+FMA, else portable scalar code — and
 //! `JANUS_RS_SIMD=scalar|avx2|avx512` caps the level (tests and benchmarks).
 
-use super::SendPtr;
+use super::{with_cpu_f32, SendPtr};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Result, Tensor};
@@ -159,23 +159,13 @@ pub fn matmul_few_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             w.dtype()
         );
     }
-    let x = x.contiguous()?;
-    let w = w.contiguous()?;
-    let (xs, _) = x.storage_and_layout();
-    let (ws, _) = w.storage_and_layout();
-    let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(ws)) = (&*xs, &*ws) else {
-        candle_core::bail!("matmul_few_rows: CPU tensors only");
-    };
-    let xv = &xs.as_slice::<f32>()?[x.layout().start_offset()..][..m * k];
     let mut y = vec![0f32; m * n];
-    let w0 = w.layout().start_offset();
-    few_rows(
-        simd_level(),
-        xv,
-        &ws.as_slice::<f32>()?[w0..][..n * k],
-        (m, n, k),
-        &mut y,
-    );
+    with_cpu_f32("matmul_few_rows", x, |xv| {
+        with_cpu_f32("matmul_few_rows", w, |wv| {
+            few_rows(simd_level(), xv, wv, (m, n, k), &mut y);
+            Ok(())
+        })
+    })?;
     Tensor::from_vec(y, (m, n), x.device())
 }
 

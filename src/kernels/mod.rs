@@ -19,6 +19,22 @@ pub mod single_query;
 pub mod weight_matmul;
 pub mod winograd;
 
+/// The f32 elements of a CPU tensor in row-major order (a contiguous copy if it is a strided
+/// view), handed to `f` while its storage stays borrowed. `what` names the caller in the error a
+/// tensor elsewhere gets.
+pub(crate) fn with_cpu_f32<R>(
+    what: &str,
+    t: &candle_core::Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("{what}: needs its input on the CPU")
+    };
+    f(&cpu.as_slice::<f32>()?[layout.start_offset()..][..t.elem_count()])
+}
+
 /// A buffer's base pointer handed to rayon tasks that each write (or read) a disjoint part of it.
 pub(crate) struct SendPtr(pub(crate) *mut f32);
 /// As [`SendPtr`], read only.
