@@ -432,13 +432,16 @@ mod tests {
         let q1 = q.narrow(2, 2, 1).unwrap().contiguous().unwrap();
         check(&q1, &k_cache, &v_cache, 0.5, || Mask::Causal { past: 9 });
 
-        // Several query blocks (QUERY_BLOCK = 64): 150 queries, with and without a past.
-        let rand = |t| Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();
-        let (q, k, v) = (rand(150), rand(150), rand(150));
-        check(&q, &k, &v, 0.3, || Mask::None);
-        check(&q, &k, &v, 0.3, || Mask::Causal { past: 0 });
-        let (k, v) = (rand(170), rand(170));
-        check(&q, &k, &v, 0.3, || Mask::Causal { past: 20 });
+        // Several query blocks (QUERY_BLOCK = 64): 150 queries, with and without a past, at
+        // a small head size and at SigLIP's.
+        for d in [8, 64] {
+            let rand = |t| Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();
+            let (q, k, v) = (rand(150), rand(150), rand(150));
+            check(&q, &k, &v, 0.3, || Mask::None);
+            check(&q, &k, &v, 0.3, || Mask::Causal { past: 0 });
+            let (k, v) = (rand(170), rand(170));
+            check(&q, &k, &v, 0.3, || Mask::Causal { past: 20 });
+        }
     }
 
     #[test]
