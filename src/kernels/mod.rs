@@ -16,6 +16,7 @@ pub mod masks;
 pub mod packed;
 pub mod q4k;
 pub mod single_query;
+pub mod transpose;
 pub mod weight_matmul;
 pub mod winograd;
 

@@ -146,20 +146,29 @@ impl PackedBf16 {
     /// Outputs `j0..j0 + rows` (`j0` a multiple of [`NR`]) widened to f32, k-major: output
     /// `j0 + j` at k is element `k·rows + j`.
     pub fn widen_k_major(&self, j0: usize, rows: usize) -> Vec<f32> {
+        let mut out: Vec<f32> = Vec::with_capacity(self.k * rows);
+        // SAFETY: `out` holds k · rows f32s, all written before `set_len`.
+        unsafe {
+            self.widen_k_major_into(j0, rows, out.as_mut_ptr());
+            out.set_len(self.k * rows);
+        }
+        out
+    }
+
+    /// [`Self::widen_k_major`] into `dst`.
+    ///
+    /// # Safety
+    /// `dst` addresses k · rows writable f32s.
+    pub unsafe fn widen_k_major_into(&self, j0: usize, rows: usize, dst: *mut f32) {
         assert!(j0.is_multiple_of(NR) && j0 + rows <= self.n);
         let k = self.k;
         let level = detected_level();
-        let mut out: Vec<f32> = Vec::with_capacity(k * rows);
-        let dst = out.as_mut_ptr();
         for c0 in (0..rows).step_by(NR) {
             let panel = &self.data[(j0 + c0) / NR * k * NR..][..k * NR];
-            // SAFETY: the panel's k-rows go to columns c0 .. c0 + live of the k rows of `out`
-            // (k · rows f32s allocated), which the panels together cover exactly.
+            // SAFETY: the panel's k-rows go to columns c0 .. c0 + live of the k rows of `dst`
+            // (k · rows f32s, as the caller says), which the panels together cover exactly.
             unsafe { widen_columns(level, panel, NR.min(rows - c0), dst.add(c0), rows) };
         }
-        // SAFETY: every element was written above.
-        unsafe { out.set_len(k * rows) };
-        out
     }
 
     /// Bytes held.

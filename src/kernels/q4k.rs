@@ -157,17 +157,62 @@ fn dot_rows(
 
 /// Rows `j0..j0 + rows` of W dequantized to f32, row-major (rows × k).
 pub fn dequantize_rows(w: &[BlockQ4K], k: usize, j0: usize, rows: usize) -> Vec<f32> {
-    let per_row = k / QK_K;
     let mut out = vec![0f32; rows * k];
-    let blocks = &w[j0 * per_row..(j0 + rows) * per_row];
+    dequantize_rows_into(w, k, j0, &mut out);
+    out
+}
+
+/// [`dequantize_rows`] into `out` (its length gives the rows).
+pub fn dequantize_rows_into(w: &[BlockQ4K], k: usize, j0: usize, out: &mut [f32]) {
+    let rows = out.len() / k.max(1);
+    dequantize_blocks(&w[j0 * (k / QK_K)..(j0 + rows) * (k / QK_K)], out);
+}
+
+/// Whole blocks dequantized to f32, in order.
+fn dequantize_blocks(blocks: &[BlockQ4K], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if simd_level() == SimdLevel::Avx512 && is_x86_feature_detected!("avx512bw") {
         // SAFETY: AVX-512 F (the level) and BW (just checked) are present; out fits blocks.
-        unsafe { x86::dequantize_avx512(blocks, &mut out) };
-        return out;
+        unsafe { x86::dequantize_avx512(blocks, out) };
+        return;
     }
-    BlockQ4K::to_float(blocks, &mut out);
-    out
+    BlockQ4K::to_float(blocks, out);
+}
+
+/// Rows `j0..j0 + rows` of W dequantized to f32 into `dst`, k-major (k × rows: row `j0 + j` at
+/// k-index `c` is `dst[c · rows + j]`), one block column at a time through `scratch` so the
+/// transposition reads from cache. Values are those of [`dequantize_rows`], bit for bit.
+///
+/// # Safety
+/// `dst` addresses k · rows writable f32s.
+pub unsafe fn dequantize_rows_k_major(
+    w: &[BlockQ4K],
+    k: usize,
+    (j0, rows): (usize, usize),
+    scratch: &mut Vec<f32>,
+    dst: *mut f32,
+) {
+    let per_row = k / QK_K;
+    scratch.clear();
+    scratch.resize(rows * QK_K, 0.0);
+    for b in 0..per_row {
+        for (r, out) in scratch.chunks_exact_mut(QK_K).enumerate() {
+            let at = (j0 + r) * per_row + b;
+            dequantize_blocks(&w[at..at + 1], out);
+        }
+        // SAFETY: scratch holds rows × QK_K; the destination columns b·QK_K .. (b + 1)·QK_K
+        // of the k × rows block are inside dst, as the caller says.
+        unsafe {
+            super::transpose::transpose(
+                simd_level(),
+                scratch.as_ptr(),
+                QK_K,
+                (rows, QK_K),
+                dst.add(b * QK_K * rows),
+                rows,
+            )
+        };
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

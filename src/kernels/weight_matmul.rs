@@ -6,21 +6,26 @@
 //!   ([`super::few_rows`]), packed bf16 ones through [`matmul_packed`]; both read each weight
 //!   once.
 //! - Many rows (prefill, SigLIP): the f32 GEMM on panels of [`PANEL`] weight rows, one panel per
-//!   task (packed bf16 panels widened first, k-major, which the GEMM reads as they are; through
-//!   the packed micro-kernel a batch's 16-prompt prefill took 165 s against 121 s). Handing the GEMM a cache-sized panel rather than the whole matrix measured faster
-//!   (SigLIP 2.8 → 2.3 s, prefill 8.6 → 8.2 s on the 1B; the GEMM's packing then reads from
-//!   cache).
+//!   task, handed over k-major where the CPU has AVX-512: f32 rows transposed in 16 × 16 register
+//!   tiles ([`super::transpose`]), packed bf16 panels widened, q4_K ones dequantized a block
+//!   column at a time and transposed. The GEMM reads a k-major panel as it is and packs a
+//!   row-major one itself, more slowly (on the 1B's 604-row products k-major measured ≈ 5 %
+//!   faster than f32 rows in place; through the packed micro-kernel a batch's 16-prompt prefill
+//!   took 165 s against 121 s). Handing the GEMM a cache-sized panel rather than the whole
+//!   matrix measured faster (SigLIP 2.8 → 2.3 s, prefill 8.6 → 8.2 s on the 1B; the GEMM's
+//!   packing then reads from cache). Each thread reuses one panel buffer.
 
 use super::{with_cpu_f32, SendPtr};
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use std::borrow::Cow;
+use std::cell::RefCell;
 
-use super::few_rows::{matmul_few_rows, simd_level, FEW_ROWS};
+use super::few_rows::{matmul_few_rows, simd_level, SimdLevel, FEW_ROWS};
 use super::gemm::{gemm_f32, Strided};
 use super::packed::{matmul_packed, PackedBf16};
 use super::q4k;
+use super::transpose::transpose;
 use candle_core::quantized::k_quants::BlockQ4K;
 
 /// Weight rows per GEMM call on the many-row path.
@@ -110,14 +115,56 @@ enum Weights<'a> {
     Q4K(&'a [BlockQ4K]),
 }
 
+thread_local! {
+    /// Each thread's panel (and q4_K dequantization scratch), reused between panels and calls.
+    static PANEL_BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
 impl Weights<'_> {
-    /// Rows `j0..j0 + rows` of W (rows × k) as f32, with their (row, column) strides.
-    fn panel(&self, j0: usize, rows: usize, k: usize) -> (Cow<'_, [f32]>, usize, usize) {
-        match self {
-            Self::F32(w) => (Cow::Borrowed(&w[j0 * k..(j0 + rows) * k]), k, 1),
-            Self::Packed(p) => (Cow::Owned(p.widen_k_major(j0, rows)), 1, rows),
-            Self::Q4K(w) => (Cow::Owned(q4k::dequantize_rows(w, k, j0, rows)), k, 1),
+    /// Calls `f` with rows `j0..j0 + rows` of W (rows × k) as f32 and their (row, column)
+    /// strides: k-major where the CPU has AVX-512 (the GEMM reads that layout as it is and packs
+    /// a row-major one itself, more slowly), row-major f32 weights in place otherwise.
+    fn with_panel<R>(
+        &self,
+        (j0, rows, k): (usize, usize, usize),
+        f: impl FnOnce(&[f32], usize, usize) -> R,
+    ) -> R {
+        let level = simd_level();
+        if let Self::F32(w) = self {
+            if level != SimdLevel::Avx512 {
+                return f(&w[j0 * k..(j0 + rows) * k], k, 1);
+            }
         }
+        PANEL_BUFFERS.with_borrow_mut(|(panel, scratch)| {
+            panel.clear();
+            panel.reserve(rows * k);
+            let dst = panel.as_mut_ptr();
+            // SAFETY (each arm): `dst` holds rows · k f32s, every one written before `set_len`.
+            let strides = unsafe {
+                match self {
+                    Self::F32(w) => {
+                        transpose(level, w[j0 * k..].as_ptr(), k, (rows, k), dst, rows);
+                        (1, rows)
+                    }
+                    Self::Packed(p) => {
+                        p.widen_k_major_into(j0, rows, dst);
+                        (1, rows)
+                    }
+                    Self::Q4K(w) if level == SimdLevel::Avx512 => {
+                        q4k::dequantize_rows_k_major(w, k, (j0, rows), scratch, dst);
+                        (1, rows)
+                    }
+                    Self::Q4K(w) => {
+                        panel.resize(rows * k, 0.0);
+                        q4k::dequantize_rows_into(w, k, j0, panel);
+                        (k, 1)
+                    }
+                }
+            };
+            // SAFETY: as above (the row-major q4_K arm already set the length).
+            unsafe { panel.set_len(rows * k) };
+            f(panel, strides.0, strides.1)
+        })
     }
 }
 
@@ -153,36 +200,37 @@ fn panels(
     (0..n.div_ceil(PANEL)).into_par_iter().for_each(|p| {
         let j0 = p * PANEL;
         let rows = PANEL.min(n - j0);
-        let (panel, row_stride, col_stride) = w.panel(j0, rows, k);
         let y_ptr = &y_ptr;
-        // The weight is the left operand (measured 5–30 % faster than as the right one, as
-        // `x.matmul(w.t())` has it, on the LLM and SigLIP shapes): yᵀ[j0..j0 + rows, :] =
-        // panel (rows × k) · xᵀ (k × m). SAFETY: dst is y[:, j0..j0 + rows] (y row-major, m × n,
-        // read with strides (1, n)), disjoint between panels; the panel is (rows × k) at its
-        // strides; xᵀ is x (m × k, row-major) read with strides (1, k).
-        unsafe {
-            gemm_f32(
-                (rows, m, k),
-                Strided {
-                    ptr: y_ptr.0.add(j0),
-                    col_stride: n,
-                    row_stride: 1,
-                },
-                Strided {
-                    ptr: panel.as_ptr(),
-                    col_stride,
-                    row_stride,
-                },
-                Strided {
-                    ptr: x.as_ptr(),
-                    col_stride: k,
-                    row_stride: 1,
-                },
-                0.0,
-                1.0,
-                1,
-            )
-        }
+        w.with_panel((j0, rows, k), |panel, row_stride, col_stride| {
+            // The weight is the left operand (measured 5–30 % faster than as the right one, as
+            // `x.matmul(w.t())` has it, on the LLM and SigLIP shapes): yᵀ[j0..j0 + rows, :] =
+            // panel (rows × k) · xᵀ (k × m). SAFETY: dst is y[:, j0..j0 + rows] (y row-major,
+            // m × n, read with strides (1, n)), disjoint between panels; the panel is (rows × k)
+            // at its strides; xᵀ is x (m × k, row-major) read with strides (1, k).
+            unsafe {
+                gemm_f32(
+                    (rows, m, k),
+                    Strided {
+                        ptr: y_ptr.0.add(j0),
+                        col_stride: n,
+                        row_stride: 1,
+                    },
+                    Strided {
+                        ptr: panel.as_ptr(),
+                        col_stride,
+                        row_stride,
+                    },
+                    Strided {
+                        ptr: x.as_ptr(),
+                        col_stride: k,
+                        row_stride: 1,
+                    },
+                    0.0,
+                    1.0,
+                    1,
+                )
+            }
+        })
     });
 }
 

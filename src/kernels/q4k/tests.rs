@@ -74,6 +74,27 @@ fn dequantized_rows_are_candles_dequantization() {
 }
 
 #[test]
+fn k_major_dequantization_is_the_transposed_row_major_one() {
+    let (n, k) = (40, 512);
+    let (w, wf) = weight(n, k);
+    let mut scratch = Vec::new();
+    // Rows 3..40: two full 16-row tiles and a partial one.
+    let (j0, rows) = (3, 37);
+    let mut dst = vec![f32::NAN; k * rows];
+    // SAFETY: dst holds k · rows f32s.
+    unsafe { dequantize_rows_k_major(&w, k, (j0, rows), &mut scratch, dst.as_mut_ptr()) };
+    for j in 0..rows {
+        for c in 0..k {
+            assert_eq!(
+                dst[c * rows + j].to_bits(),
+                wf[(j0 + j) * k + c].to_bits(),
+                "row {j}, column {c}"
+            );
+        }
+    }
+}
+
+#[test]
 fn blocks_are_checked() {
     let (w, _) = weight(4, 256);
     // SAFETY: viewing plain data as bytes.
