@@ -143,19 +143,8 @@ impl PackedBf16 {
         })
     }
 
-    /// Outputs `j0..j0 + rows` (`j0` a multiple of [`NR`]) widened to f32, k-major: output
-    /// `j0 + j` at k is element `k·rows + j`.
-    pub fn widen_k_major(&self, j0: usize, rows: usize) -> Vec<f32> {
-        let mut out: Vec<f32> = Vec::with_capacity(self.k * rows);
-        // SAFETY: `out` holds k · rows f32s, all written before `set_len`.
-        unsafe {
-            self.widen_k_major_into(j0, rows, out.as_mut_ptr());
-            out.set_len(self.k * rows);
-        }
-        out
-    }
-
-    /// [`Self::widen_k_major`] into `dst`.
+    /// Outputs `j0..j0 + rows` (`j0` a multiple of [`NR`]) widened to f32 into `dst`, k-major:
+    /// output `j0 + j` at k is element `k·rows + j`.
     ///
     /// # Safety
     /// `dst` addresses k · rows writable f32s.
@@ -428,7 +417,9 @@ mod tests {
             assert_eq!(p.nbytes(), n.div_ceil(NR) * NR * k * 2);
             for j0 in (0..n).step_by(NR) {
                 let rows = (2 * NR).min(n - j0);
-                let cols = p.widen_k_major(j0, rows);
+                let mut cols = vec![0f32; k * rows];
+                // SAFETY: cols holds k · rows f32s.
+                unsafe { p.widen_k_major_into(j0, rows, cols.as_mut_ptr()) };
                 for j in 0..rows {
                     for kk in 0..k {
                         assert_eq!(cols[kk * rows + j], w[(j0 + j) * k + kk].to_f32());

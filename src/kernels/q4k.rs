@@ -155,14 +155,7 @@ fn dot_rows(
     }
 }
 
-/// Rows `j0..j0 + rows` of W dequantized to f32, row-major (rows × k).
-pub fn dequantize_rows(w: &[BlockQ4K], k: usize, j0: usize, rows: usize) -> Vec<f32> {
-    let mut out = vec![0f32; rows * k];
-    dequantize_rows_into(w, k, j0, &mut out);
-    out
-}
-
-/// [`dequantize_rows`] into `out` (its length gives the rows).
+/// Rows `j0..` of W (n × k) dequantized to f32 into `out`, row-major (its length gives the rows).
 pub fn dequantize_rows_into(w: &[BlockQ4K], k: usize, j0: usize, out: &mut [f32]) {
     let rows = out.len() / k.max(1);
     dequantize_blocks(&w[j0 * (k / QK_K)..(j0 + rows) * (k / QK_K)], out);
@@ -181,7 +174,7 @@ fn dequantize_blocks(blocks: &[BlockQ4K], out: &mut [f32]) {
 
 /// Rows `j0..j0 + rows` of W dequantized to f32 into `dst`, k-major (k × rows: row `j0 + j` at
 /// k-index `c` is `dst[c · rows + j]`), one block column at a time through `scratch` so the
-/// transposition reads from cache. Values are those of [`dequantize_rows`], bit for bit.
+/// transposition reads from cache. Values are those of [`dequantize_rows_into`], bit for bit.
 ///
 /// # Safety
 /// `dst` addresses k · rows writable f32s.
